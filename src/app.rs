@@ -1,0 +1,178 @@
+//! The process lifecycle: find or start the database, migrate, serve, shut down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::Server;
+
+use crate::config::{DatabaseArgs, ServeArgs};
+use crate::db::admin::AdminConnection;
+use crate::db::local::{LocalOptions, LocalPostgres, SUPERUSER};
+use crate::db::Database;
+use crate::graphql::build_schema;
+use crate::http::{router, AppState};
+use crate::ids::{DEFAULT_TENANT, LOCAL_USER};
+
+/// The database the local cluster serves.
+pub const LOCAL_DATABASE: &str = "research_graph";
+
+/// Connection settings, and the local server when we started one.
+pub struct DatabaseTarget {
+    /// The application role's settings.
+    pub app: tokio_postgres::Config,
+    /// The privileged settings, when known.
+    pub admin: Option<tokio_postgres::Config>,
+    /// The local server we started (stopped when dropped).
+    pub local: Option<LocalPostgres>,
+}
+
+impl DatabaseTarget {
+    /// Resolves `DATABASE_URL`/`ADMIN_DATABASE_URL`, or starts the local server.
+    pub async fn open(args: &DatabaseArgs) -> anyhow::Result<DatabaseTarget> {
+        if let Some(url) = &args.database_url {
+            let app = url
+                .parse()
+                .context("DATABASE_URL is not a valid connection URL")?;
+            let admin = match &args.admin_database_url {
+                Some(url) => Some(
+                    url.parse()
+                        .context("ADMIN_DATABASE_URL is not a valid connection URL")?,
+                ),
+                None => None,
+            };
+            return Ok(DatabaseTarget {
+                app,
+                admin,
+                local: None,
+            });
+        }
+        let options = LocalOptions {
+            dir: args.data_dir.clone(),
+            ephemeral: false,
+        };
+        let local = tokio::task::spawn_blocking(move || LocalPostgres::start(options))
+            .await
+            .context("local PostgreSQL launcher panicked")??;
+        let bootstrap = AdminConnection::connect(&local.config(SUPERUSER, "postgres")).await?;
+        if bootstrap.ensure_database(LOCAL_DATABASE).await? {
+            tracing::info!(database = LOCAL_DATABASE, "created database");
+        }
+        bootstrap.close().await;
+        Ok(DatabaseTarget {
+            app: local.config("rg_app", LOCAL_DATABASE),
+            admin: Some(local.config(SUPERUSER, LOCAL_DATABASE)),
+            local: Some(local),
+        })
+    }
+
+    /// Applies pending migrations through the privileged connection, if there is one.
+    pub async fn migrate(&self) -> anyhow::Result<Option<AdminConnection>> {
+        let Some(admin) = &self.admin else {
+            tracing::info!("ADMIN_DATABASE_URL not set: assuming the database is migrated");
+            return Ok(None);
+        };
+        let mut admin = AdminConnection::connect(admin)
+            .await
+            .context("cannot connect with the privileged (migration) settings")?;
+        let report = admin.migrate().await?;
+        if report.applied.is_empty() {
+            tracing::info!("database schema is up to date");
+        }
+        for migration in &report.applied {
+            tracing::info!(%migration, "applied migration");
+        }
+        Ok(Some(admin))
+    }
+
+    /// Stops the local server, if we started one, off the async threads.
+    pub async fn shutdown(self) {
+        if let Some(local) = self.local {
+            let _ = tokio::task::spawn_blocking(move || drop(local)).await;
+        }
+    }
+}
+
+/// `research-graph migrate`.
+pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
+    let target = DatabaseTarget::open(&args).await?;
+    let result = target.migrate().await;
+    let admin_missing = matches!(result, Ok(None));
+    if let Ok(Some(admin)) = result {
+        admin.close().await;
+    }
+    target.shutdown().await;
+    if admin_missing {
+        anyhow::bail!("migrate needs ADMIN_DATABASE_URL when DATABASE_URL is set");
+    }
+    Ok(())
+}
+
+/// `research-graph serve`.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let target = DatabaseTarget::open(&args.database).await?;
+    let result = run_server(&args, &target).await;
+    target.shutdown().await;
+    result
+}
+
+async fn run_server(args: &ServeArgs, target: &DatabaseTarget) -> anyhow::Result<()> {
+    if let Some(admin) = target.migrate().await? {
+        admin
+            .ensure_owner(DEFAULT_TENANT, LOCAL_USER)
+            .await
+            .context("cannot make the local user owner of the default tenant")?;
+        admin.close().await;
+    }
+    if !args.dev {
+        tracing::warn!(
+            "authentication is not implemented yet: every request acts as the local owner of \
+             the default tenant; do not expose this server"
+        );
+    }
+    let db = Database::new(target.app.clone(), &args.database.pool_settings())?;
+    db.ping()
+        .await
+        .context("cannot connect as the application role (rg_app)")?;
+
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        schema: build_schema(args.dev),
+        graphiql: args.dev,
+    });
+    let acceptor = TcpListener::bind((args.host.as_str(), args.port))
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    for addr in acceptor.local_addr() {
+        tracing::info!(address = %addr, "research-graph listening");
+    }
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            router(state),
+            shutdown_signal(),
+            Some(Duration::from_secs(args.shutdown_timeout_secs)),
+        )
+        .await?;
+    db.close();
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

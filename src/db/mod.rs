@@ -1,0 +1,130 @@
+//! Everything that talks to Postgres.
+//!
+//! - [`Database`]: the application role's connection pool. Its only doors are
+//!   [`Database::session`] (a [`TenantSession`]), the narrow cross-tenant operations that wrap a
+//!   SECURITY DEFINER function, and [`Database::ping`]. The pool itself never leaves this module.
+//! - [`admin`]: the privileged path (migrations, development bootstrap), kept separate.
+//! - [`local`]: starts a Postgres from the machine's own server binaries.
+
+pub mod admin;
+mod error;
+pub mod local;
+mod session;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+pub use error::{DbError, LocalPgError};
+pub use session::TenantSession;
+
+use crate::ids::{TenantId, UserId};
+
+/// Pool and connection settings of the application role.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    /// Maximum number of connections.
+    pub max_size: usize,
+    /// How long a request waits for a free connection before it fails as unavailable.
+    pub wait_timeout: Duration,
+    /// Server-side limit on one statement.
+    pub statement_timeout: Duration,
+    /// Server-side limit on a transaction left idle: a last line of defence, since sessions
+    /// never wait on anything but their own statements.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_size: 16,
+            wait_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The application role's view of the database.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+}
+
+impl Database {
+    /// Builds the pool (connections are opened lazily). `config` must name the application
+    /// role, `rg_app`, which is subject to row-level security.
+    pub fn new(
+        mut config: tokio_postgres::Config,
+        settings: &PoolSettings,
+    ) -> Result<Self, DbError> {
+        let options = format!(
+            "{} -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            config.get_options().unwrap_or_default(),
+            settings.statement_timeout.as_millis(),
+            settings.idle_in_transaction_timeout.as_millis(),
+        );
+        config.options(options.trim());
+        if config.get_application_name().is_none() {
+            config.application_name("research-graph");
+        }
+        config.connect_timeout(settings.wait_timeout);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(settings.wait_timeout))
+            .create_timeout(Some(settings.wait_timeout))
+            .recycle_timeout(Some(settings.wait_timeout))
+            .build()
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        Ok(Database { pool })
+    }
+
+    /// Begins a transaction as `user` in `tenant`. Row-level security decides what it sees:
+    /// nothing at all unless `user` is a member of `tenant`.
+    pub async fn session(&self, tenant: TenantId, user: UserId) -> Result<TenantSession, DbError> {
+        TenantSession::begin(&self.pool, tenant, user).await
+    }
+
+    /// Creates a tenant with `user` as its owner, through the SECURITY DEFINER function
+    /// `app.create_tenant` (no tenant context exists yet to satisfy the policies).
+    pub async fn create_tenant(
+        &self,
+        user: UserId,
+        name: &str,
+        slug: &str,
+    ) -> Result<TenantId, DbError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        tx.execute(
+            "SELECT set_config('app.user_id', $1, true)",
+            &[&user.to_string()],
+        )
+        .await?;
+        let row = tx
+            .query_one("SELECT app.create_tenant($1, $2)", &[&name, &slug])
+            .await?;
+        tx.commit().await?;
+        Ok(TenantId(row.get(0)))
+    }
+
+    /// Checks that the database answers (readiness), without any tenant context.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let conn = self.pool.get().await?;
+        conn.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Closes the pool: waiting requests fail, idle connections are closed.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+}

@@ -1,0 +1,21 @@
+//! research-graph: multi-tenant research knowledge graphs on PostgreSQL, served as GraphQL.
+//!
+//! Where to look first:
+//! - a request enters in [`http`], gets a [`db::TenantSession`] and runs the [`graphql`] schema;
+//! - the tenant is set, transaction-locally, in [`db::TenantSession`]'s `begin`;
+//! - row-level security lives in `sql/` (the migrations), not in Rust.
+//!
+//! `docs/ARCHITECTURE.md` has the full map and the invariants.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod graphql;
+pub mod http;
+pub mod ids;
+pub mod telemetry;
+
+/// This build's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
