@@ -36,9 +36,10 @@ GRANT USAGE ON SCHEMA app TO rg_app, rg_definer;
 -- ALTER FUNCTION ... OWNER TO rg_definer needs the new owner to have CREATE on the schema.
 GRANT CREATE ON SCHEMA app TO rg_definer;
 
--- Functions are not executable by PUBLIC unless granted explicitly below.
-ALTER DEFAULT PRIVILEGES FOR ROLE rg_owner IN SCHEMA app REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
-ALTER DEFAULT PRIVILEGES FOR ROLE rg_definer IN SCHEMA app REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+-- Functions of our roles are not executable by PUBLIC unless granted explicitly. (This has to be
+-- the global form: a per-schema default can only add privileges, never remove PUBLIC's.)
+ALTER DEFAULT PRIVILEGES FOR ROLE rg_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE rg_definer REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
 SET LOCAL ROLE rg_owner;
 
