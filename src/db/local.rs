@@ -317,7 +317,7 @@ fn find_bindir(major: Option<&str>) -> Result<PathBuf, LocalPgError> {
             Some((version, e.path().join("bin")))
         })
         .collect();
-    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    versioned.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     candidates.extend(versioned.into_iter().map(|(_, p)| p));
 
     let usable: Vec<PathBuf> = candidates

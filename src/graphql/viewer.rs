@@ -21,7 +21,7 @@ impl Viewer {
     }
 
     /// The user's role in the tenant, as the database's `app.member_role()` reports it; null
-    /// when the user is not a member (and then every other field is empty).
+    /// when the user is not a member (row-level security then shows them no rows at all).
     async fn role(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Role>> {
         let row = session(ctx)?
             .query_one("SELECT app.member_role()", &[])

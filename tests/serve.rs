@@ -1,0 +1,215 @@
+//! `research-graph serve` with no DATABASE_URL: starts its own PostgreSQL in the data directory,
+//! migrates, serves; a second start reuses the cluster; stopping the server stops Postgres, and
+//! even a killed server does not leave Postgres running.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+struct Server {
+    child: Child,
+    lines: Receiver<String>,
+    log: Vec<String>,
+    addr: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_research-graph"))
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(dir)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env_remove("DATABASE_URL")
+            .env_remove("ADMIN_DATABASE_URL")
+            .env_remove("PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start research-graph serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            lines,
+            log: Vec::new(),
+            addr: String::new(),
+        };
+        let line = server
+            .wait_for("research-graph listening", Duration::from_secs(120))
+            .expect("the server starts listening");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let address = json["fields"]["address"].as_str().unwrap();
+        server.addr = address.trim_start_matches("socket://").to_owned();
+        server
+    }
+
+    /// Reads log lines until one contains `needle`.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        None
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                    self.log.push(line);
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_contains(&self, needle: &str) -> bool {
+        self.log.iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.0 exchange: (status, body).
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the server");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn postmaster_pid(dir: &Path) -> i32 {
+    let text = std::fs::read_to_string(dir.join("pg/postmaster.pid")).expect("postmaster.pid");
+    text.lines().next().unwrap().trim().parse().unwrap()
+}
+
+fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if kill(Pid::from_raw(pid), None).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn data_dir() -> tempfile::TempDir {
+    // Under /tmp: when the tests run as root, Postgres runs as the `postgres` account, which
+    // must be able to reach the directory.
+    tempfile::Builder::new()
+        .prefix("rg-serve-")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+#[test]
+fn serve_starts_its_own_postgres_and_reuses_it() {
+    let dir = data_dir();
+    let mut server = Server::start(dir.path());
+    assert!(server.log_contains("initialised a local PostgreSQL cluster"));
+    assert_eq!(
+        http(&server.addr, "GET", "/healthz", ""),
+        (200, "ok".into())
+    );
+    assert_eq!(
+        http(&server.addr, "GET", "/readyz", ""),
+        (200, "ready".into())
+    );
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/graphql",
+        r#"{"query":"{ viewer { tenantId role } }"}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""role":"OWNER""#), "{body}");
+    let pg = postmaster_pid(dir.path());
+
+    server.signal(Signal::SIGTERM);
+    assert!(
+        server.wait_exit().success(),
+        "clean exit: {:#?}",
+        server.log
+    );
+    assert!(
+        wait_gone(pg, Duration::from_secs(5)),
+        "Postgres stopped with the server"
+    );
+    assert!(server.log_contains("local PostgreSQL stopped"));
+    assert!(
+        !dir.path().join("pg/postmaster.pid").exists(),
+        "clean shutdown"
+    );
+
+    let mut again = Server::start(dir.path());
+    assert!(
+        again.log_contains("reusing the local PostgreSQL cluster"),
+        "{:#?}",
+        again.log
+    );
+    assert!(again.log_contains("database schema is up to date"));
+    assert_eq!(http(&again.addr, "GET", "/healthz", ""), (200, "ok".into()));
+    again.signal(Signal::SIGINT);
+    assert!(again.wait_exit().success());
+}
+
+#[test]
+fn a_killed_server_does_not_leave_postgres_running() {
+    let dir = data_dir();
+    let mut server = Server::start(dir.path());
+    let pg = postmaster_pid(dir.path());
+    server.signal(Signal::SIGKILL);
+    server.wait_exit();
+    assert!(
+        wait_gone(pg, Duration::from_secs(15)),
+        "the watchdog stops Postgres when its server dies"
+    );
+}
