@@ -20,8 +20,8 @@ pub const LOCAL_DATABASE: &str = "research_graph";
 
 /// Connection settings, and the local server when we started one.
 pub struct DatabaseTarget {
-    /// The application role's settings.
-    pub app: tokio_postgres::Config,
+    /// The application role's settings (absent when only ADMIN_DATABASE_URL was given).
+    pub app: Option<tokio_postgres::Config>,
     /// The privileged settings, when known.
     pub admin: Option<tokio_postgres::Config>,
     /// The local server we started (stopped when dropped).
@@ -29,22 +29,23 @@ pub struct DatabaseTarget {
 }
 
 impl DatabaseTarget {
-    /// Resolves `DATABASE_URL`/`ADMIN_DATABASE_URL`, or starts the local server.
+    /// Resolves `DATABASE_URL`/`ADMIN_DATABASE_URL`, or, when neither is set, starts the local
+    /// server.
     pub async fn open(args: &DatabaseArgs) -> anyhow::Result<DatabaseTarget> {
-        if let Some(url) = &args.database_url {
-            let app = url
-                .parse()
-                .context("DATABASE_URL is not a valid connection URL")?;
-            let admin = match &args.admin_database_url {
-                Some(url) => Some(
-                    url.parse()
-                        .context("ADMIN_DATABASE_URL is not a valid connection URL")?,
-                ),
-                None => None,
+        if args.database_url.is_some() || args.admin_database_url.is_some() {
+            let parse = |url: &Option<String>,
+                         name: &str|
+             -> anyhow::Result<Option<tokio_postgres::Config>> {
+                url.as_deref()
+                    .map(|u| {
+                        u.parse()
+                            .with_context(|| format!("{name} is not a valid connection URL"))
+                    })
+                    .transpose()
             };
             return Ok(DatabaseTarget {
-                app,
-                admin,
+                app: parse(&args.database_url, "DATABASE_URL")?,
+                admin: parse(&args.admin_database_url, "ADMIN_DATABASE_URL")?,
                 local: None,
             });
         }
@@ -61,7 +62,7 @@ impl DatabaseTarget {
         }
         bootstrap.close().await;
         Ok(DatabaseTarget {
-            app: local.config("rg_app", LOCAL_DATABASE),
+            app: Some(local.config("rg_app", LOCAL_DATABASE)),
             admin: Some(local.config(SUPERUSER, LOCAL_DATABASE)),
             local: Some(local),
         })
@@ -104,7 +105,9 @@ pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
     }
     target.shutdown().await;
     if admin_missing {
-        anyhow::bail!("migrate needs ADMIN_DATABASE_URL when DATABASE_URL is set");
+        anyhow::bail!(
+            "migrate needs ADMIN_DATABASE_URL (a privileged login) when DATABASE_URL is set"
+        );
     }
     Ok(())
 }
@@ -118,6 +121,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run_server(args: &ServeArgs, target: &DatabaseTarget) -> anyhow::Result<()> {
+    let app_config = target
+        .app
+        .clone()
+        .context("serve needs DATABASE_URL (the rg_app login) when ADMIN_DATABASE_URL is set")?;
     if let Some(admin) = target.migrate().await? {
         admin
             .ensure_owner(DEFAULT_TENANT, LOCAL_USER)
@@ -131,7 +138,7 @@ async fn run_server(args: &ServeArgs, target: &DatabaseTarget) -> anyhow::Result
              the default tenant; do not expose this server"
         );
     }
-    let db = Database::new(target.app.clone(), &args.database.pool_settings())?;
+    let db = Database::new(app_config, &args.database.pool_settings())?;
     db.ping()
         .await
         .context("cannot connect as the application role (rg_app)")?;

@@ -2,6 +2,8 @@
 //! migrates, serves; a second start reuses the cluster; stopping the server stops Postgres, and
 //! even a killed server does not leave Postgres running.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -12,6 +14,20 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// Connection settings in the key=value form a user would put in DATABASE_URL.
+fn url(config: &tokio_postgres::Config) -> String {
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+    };
+    format!(
+        "host={host} port={} user={} dbname={}",
+        config.get_ports()[0],
+        config.get_user().unwrap(),
+        config.get_dbname().unwrap()
+    )
+}
+
 struct Server {
     child: Child,
     lines: Receiver<String>,
@@ -21,14 +37,23 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_research-graph"))
+        Server::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, env: &[(&str, String)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_research-graph"));
+        command
             .args(["serve", "--port", "0", "--data-dir"])
             .arg(dir)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .env_remove("DATABASE_URL")
             .env_remove("ADMIN_DATABASE_URL")
-            .env_remove("PORT")
+            .env_remove("PORT");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -212,4 +237,65 @@ fn a_killed_server_does_not_leave_postgres_running() {
         wait_gone(pg, Duration::from_secs(15)),
         "the watchdog stops Postgres when its server dies"
     );
+}
+
+#[test]
+fn migrate_and_serve_against_an_existing_database() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_, admin) = runtime.block_on(common::TestDb::unmigrated());
+    let mut app = admin.clone();
+    app.user("rg_app");
+    let unused = data_dir();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_research-graph"))
+        .arg("migrate")
+        .env("ADMIN_DATABASE_URL", url(&admin))
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("V5__search_under_rls"), "{log}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_research-graph"))
+        .arg("migrate")
+        .env("DATABASE_URL", url(&app))
+        .env_remove("ADMIN_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "migrate without a privileged URL must fail"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ADMIN_DATABASE_URL"));
+
+    let mut server = Server::start_with(
+        unused.path(),
+        &[
+            ("DATABASE_URL", url(&app)),
+            ("ADMIN_DATABASE_URL", url(&admin)),
+        ],
+    );
+    assert!(
+        server.log_contains("database schema is up to date"),
+        "{:#?}",
+        server.log
+    );
+    assert!(
+        !server.log_contains("local PostgreSQL"),
+        "no local cluster with DATABASE_URL"
+    );
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/graphql",
+        r#"{"query":"{ viewer { role } }"}"#,
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"data":{"viewer":{"role":"OWNER"}}}"#)
+    );
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit().success());
+    assert!(!unused.path().join("pg").exists());
 }
