@@ -4,9 +4,10 @@ SET LOCAL ROLE rg_owner;
 
 CREATE TABLE app.tenants (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    -- Global routing name for /t/{slug}/graphql.
+    -- Global routing name for /t/{slug}/graphql: 3 to 63 lowercase letters, digits and dashes,
+    -- starting and ending with a letter or digit.
     slug        text NOT NULL UNIQUE
-                CHECK (slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
+                CHECK (slug ~ '^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$'),
     name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()

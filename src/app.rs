@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::Server;
 
+use crate::auth::{Authenticator, JwtVerifier};
 use crate::config::{DatabaseArgs, ServeArgs};
 use crate::db::admin::AdminConnection;
 use crate::db::local::{LocalOptions, LocalPostgres, SUPERUSER};
@@ -14,6 +15,7 @@ use crate::db::Database;
 use crate::graphql::build_schema;
 use crate::http::{router, AppState};
 use crate::ids::{DEFAULT_TENANT, LOCAL_USER};
+use crate::tenants::settings::{SettingsCache, SETTINGS_TTL};
 
 /// The database the local cluster serves.
 pub const LOCAL_DATABASE: &str = "research_graph";
@@ -125,28 +127,57 @@ async fn run_server(args: &ServeArgs, target: &DatabaseTarget) -> anyhow::Result
         .app
         .clone()
         .context("serve needs DATABASE_URL (the rg_app login) when ADMIN_DATABASE_URL is set")?;
-    if let Some(admin) = target.migrate().await? {
-        admin
-            .ensure_owner(DEFAULT_TENANT, LOCAL_USER)
-            .await
-            .context("cannot make the local user owner of the default tenant")?;
-        admin.close().await;
+    if args.dev && args.production {
+        anyhow::bail!("--dev (RG_DEV) is refused when --production (RG_PRODUCTION) is set");
     }
-    if !args.dev {
+    let join_role = args.join_role().map_err(anyhow::Error::msg)?;
+    let auth = if args.dev {
         tracing::warn!(
-            "authentication is not implemented yet: every request acts as the local owner of \
-             the default tenant; do not expose this server"
+            "development mode: no authentication, every request is the local owner of the \
+             default tenant; do not expose this server"
         );
+        Authenticator::Dev
+    } else {
+        let settings = args
+            .auth
+            .jwt_settings()
+            .map_err(anyhow::Error::msg)?
+            .context(
+                "authentication needs JWT_SECRET or JWT_JWKS_URL (or --dev for local development)",
+            )?;
+        let verifier = JwtVerifier::new(settings).map_err(anyhow::Error::msg)?;
+        verifier.prime().await;
+        Authenticator::Jwt(Box::new(verifier))
+    };
+    if let Some(admin) = target.migrate().await? {
+        if args.dev {
+            admin
+                .ensure_owner(DEFAULT_TENANT, LOCAL_USER)
+                .await
+                .context("cannot make the local user owner of the default tenant")?;
+        }
+        admin.close().await;
     }
     let db = Database::new(app_config, &args.database.pool_settings())?;
     db.ping()
         .await
         .context("cannot connect as the application role (rg_app)")?;
 
+    tracing::info!(
+        multi_tenant = args.features.multi_tenant,
+        usage_tracking = args.features.usage_tracking,
+        hosted_queue = args.features.hosted_queue,
+        billing = args.features.billing,
+        "features"
+    );
     let state = Arc::new(AppState {
         db: db.clone(),
-        schema: build_schema(args.dev),
+        schema: build_schema(args.introspection.unwrap_or(args.dev)),
         graphiql: args.dev,
+        auth,
+        features: args.features,
+        join_role,
+        settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 10_000)),
     });
     let acceptor = TcpListener::bind((args.host.as_str(), args.port))
         .into_acceptor()

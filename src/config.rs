@@ -3,9 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
+use jsonwebtoken::Algorithm;
 
+use crate::auth::JwtSettings;
 use crate::db::PoolSettings;
+use crate::features::Features;
+use crate::ids::Role;
 
 /// research-graph: multi-tenant research knowledge graphs on PostgreSQL, served as GraphQL.
 #[derive(Debug, Parser)]
@@ -20,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply migrations, then serve GraphQL over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending migrations and exit.
     Migrate(DatabaseArgs),
 }
@@ -82,12 +87,122 @@ pub struct ServeArgs {
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Local development mode: GraphiQL and introspection on, every request acts as the local
-    /// owner of the default tenant.
-    #[arg(long, env = "RG_DEV")]
+    /// Local development mode: no authentication (every request is the local owner of the
+    /// default tenant), GraphiQL and introspection on. Refused with --production.
+    #[arg(long, env = "RG_DEV", value_parser = BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub dev: bool,
+
+    /// Production deployment: refuses --dev.
+    #[arg(long, env = "RG_PRODUCTION", value_parser = BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub production: bool,
+
+    /// GraphQL introspection (and field suggestions); default: on with --dev, off otherwise.
+    #[arg(long, env = "RG_INTROSPECTION", value_parser = BoolishValueParser::new())]
+    pub introspection: Option<bool>,
+
+    /// Single-tenant mode: the role (member, viewer or none) an authenticated user who is not
+    /// yet a member gets in the default tenant on their first request.
+    #[arg(long, env = "SINGLE_TENANT_JOIN_ROLE", default_value = "member")]
+    pub single_tenant_join_role: String,
+
+    /// Authentication.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    /// Feature flags.
+    #[command(flatten)]
+    pub features: Features,
 
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+}
+
+impl ServeArgs {
+    /// The role new users get in single-tenant mode, if any.
+    pub fn join_role(&self) -> Result<Option<Role>, String> {
+        match self.single_tenant_join_role.as_str() {
+            "none" => Ok(None),
+            "member" => Ok(Some(Role::Member)),
+            "viewer" => Ok(Some(Role::Viewer)),
+            other => Err(format!(
+                "SINGLE_TENANT_JOIN_ROLE must be member, viewer or none, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// How bearer tokens are verified.
+#[derive(Clone, Debug, Args)]
+pub struct AuthArgs {
+    /// HS256 shared secret (at least 32 bytes), as Supabase issues.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// JWKS URL for ES256/RS256 keys.
+    #[arg(long, env = "JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// Accepted algorithms, comma-separated. Default: HS256 with a secret; ES256 and RS256
+    /// with a JWKS URL.
+    #[arg(long, env = "JWT_ALGORITHMS", value_delimiter = ',')]
+    pub jwt_algorithms: Vec<String>,
+
+    /// Accepted audiences (`aud`), comma-separated.
+    #[arg(
+        long,
+        env = "JWT_AUDIENCE",
+        value_delimiter = ',',
+        default_value = "authenticated"
+    )]
+    pub jwt_audience: Vec<String>,
+
+    /// Required issuer (`iss`).
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+
+    /// At most one JWKS refresh per this many seconds when tokens name unknown keys.
+    #[arg(long, env = "JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
+    pub jwks_min_refresh_secs: u64,
+}
+
+impl AuthArgs {
+    /// The verifier settings, or `None` when neither a secret nor a JWKS URL is configured.
+    pub fn jwt_settings(&self) -> Result<Option<JwtSettings>, String> {
+        if self.jwt_secret.is_none() && self.jwt_jwks_url.is_none() {
+            return Ok(None);
+        }
+        let algorithms = if self.jwt_algorithms.is_empty() {
+            let mut defaults = Vec::new();
+            if self.jwt_secret.is_some() {
+                defaults.push(Algorithm::HS256);
+            }
+            if self.jwt_jwks_url.is_some() {
+                defaults.extend([Algorithm::ES256, Algorithm::RS256]);
+            }
+            defaults
+        } else {
+            self.jwt_algorithms
+                .iter()
+                .map(|a| {
+                    a.trim()
+                        .parse::<Algorithm>()
+                        .map_err(|_| format!("unknown JWT algorithm {a:?}"))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        Ok(Some(JwtSettings {
+            hmac_secret: self.jwt_secret.clone(),
+            jwks_url: self.jwt_jwks_url.clone(),
+            algorithms,
+            audiences: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            leeway: Duration::from_secs(self.jwt_leeway_secs),
+            jwks_min_refresh_interval: Duration::from_secs(self.jwks_min_refresh_secs),
+        }))
+    }
 }

@@ -10,12 +10,16 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod db;
+pub mod features;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod money;
 pub mod telemetry;
+pub mod tenants;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

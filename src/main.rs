@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
     let result = match cli.command {
-        Command::Serve(args) => app::serve(args).await,
+        Command::Serve(args) => app::serve(*args).await,
         Command::Migrate(args) => app::migrate(args).await,
     };
     match result {

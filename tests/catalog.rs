@@ -10,7 +10,16 @@ use common::{connect, TestDb};
 use tokio_postgres::Client;
 
 /// The SECURITY DEFINER functions the project knows; any other is a failure.
-const KNOWN_DEFINER_FUNCTIONS: &[&str] = &["app.create_tenant", "app.member_role"];
+const KNOWN_DEFINER_FUNCTIONS: &[&str] = &[
+    "app.create_tenant",
+    "app.default_tenant",
+    "app.join_default_tenant",
+    "app.keep_an_owner",
+    "app.member_role",
+    "app.my_tenants",
+    "app.set_default_tenant",
+    "app.tenant_for_slug",
+];
 
 async fn strings(client: &Client, sql: &str) -> Vec<String> {
     client
@@ -175,6 +184,34 @@ async fn migrated_schema_passes_the_audit_as_rg_app() {
         assert!(
             tables.iter().any(|t| t == expected),
             "missing table {expected}"
+        );
+    }
+}
+
+/// Tables that belong to no tenant are out of the application role's reach entirely; only
+/// the definer functions use them.
+#[tokio::test]
+async fn user_scoped_tables_are_closed_to_rg_app() {
+    let t = TestDb::new().await;
+    let app = t.app_client().await;
+    let tables = strings(
+        &app,
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'app' AND c.relkind = 'r' AND c.relname <> 'tenants' \
+           AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
+                           AND a.attname = 'tenant_id' AND NOT a.attisdropped)",
+    )
+    .await;
+    assert_eq!(tables, ["user_settings"]);
+    for table in tables {
+        let err = app
+            .query(&format!("SELECT * FROM app.{table}"), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code().map(|c| c.code()),
+            Some("42501"),
+            "{table}: {err}"
         );
     }
 }

@@ -9,16 +9,24 @@ use std::time::Duration;
 use common::TestDb;
 use poem::http::StatusCode;
 use poem::test::TestClient;
+use research_graph::auth::Authenticator;
 use research_graph::db::{Database, PoolSettings};
+use research_graph::features::Features;
 use research_graph::graphql::{build_schema, sdl};
 use research_graph::http::{router, AppState};
+use research_graph::tenants::settings::{SettingsCache, SETTINGS_TTL};
 use serde_json::{json, Value};
 
+/// The router in development mode (`dev`: GraphiQL on) over `db`.
 fn client(db: Database, dev: bool) -> TestClient<impl poem::Endpoint> {
     TestClient::new(router(Arc::new(AppState {
         db,
         schema: build_schema(dev),
         graphiql: dev,
+        auth: Authenticator::Dev,
+        features: Features::default(),
+        join_role: None,
+        settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 100)),
     })))
 }
 
@@ -60,7 +68,7 @@ async fn viewer_runs_in_the_tenant_session() {
     let cli = client(t.db.clone(), true);
     let resp = cli
         .post("/graphql")
-        .body_json(&json!({ "query": "{ viewer { tenantId userId role } }" }))
+        .body_json(&json!({ "query": "{ viewer { tenant { id slug } user { id } role } }" }))
         .send()
         .await;
     resp.assert_status_is_ok();
@@ -68,15 +76,15 @@ async fn viewer_runs_in_the_tenant_session() {
     assert_eq!(
         body,
         json!({ "data": { "viewer": {
-            "tenantId": "00000000-0000-0000-0000-000000000000",
-            "userId": "00000000-0000-0000-0000-000000000001",
+            "tenant": { "id": "00000000-0000-0000-0000-000000000000", "slug": "default" },
+            "user": { "id": "00000000-0000-0000-0000-000000000001" },
             "role": "OWNER",
         }}})
     );
 }
 
 #[tokio::test]
-async fn a_non_member_gets_no_role() {
+async fn a_non_member_is_forbidden_before_anything_runs() {
     // Without the bootstrap membership, the database reports no role for the local user.
     let t = TestDb::new().await;
     let cli = client(t.db.clone(), true);
@@ -85,8 +93,10 @@ async fn a_non_member_gets_no_role() {
         .body_json(&json!({ "query": "{ viewer { role } }" }))
         .send()
         .await;
+    resp.assert_status(StatusCode::FORBIDDEN);
     let body: Value = resp.json().await.value().deserialize();
-    assert_eq!(body, json!({ "data": { "viewer": { "role": null } } }));
+    assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert!(body.get("data").is_none_or(|d| d.is_null()), "{body}");
 }
 
 #[tokio::test]
@@ -113,7 +123,7 @@ async fn database_unavailable_is_a_retryable_503() {
     let cli = client(unreachable_db(), false);
     let resp = cli
         .post("/graphql")
-        .body_json(&json!({ "query": "{ viewer { tenantId } }" }))
+        .body_json(&json!({ "query": "{ viewer { role } }" }))
         .send()
         .await;
     resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
@@ -131,6 +141,7 @@ async fn database_unavailable_is_a_retryable_503() {
 #[tokio::test]
 async fn malformed_requests_are_client_errors() {
     let t = TestDb::new().await;
+    make_local_owner(&t).await;
     let cli = client(t.db.clone(), false);
     let resp = cli
         .post("/graphql")

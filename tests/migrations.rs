@@ -6,7 +6,7 @@ mod common;
 use common::{connect, TestDb};
 use research_graph::db::admin::AdminConnection;
 
-const MIGRATIONS: usize = 5;
+const MIGRATIONS: usize = 6;
 
 #[tokio::test]
 async fn migrations_apply_once_and_rerun_as_no_ops() {

@@ -43,7 +43,7 @@ impl Server {
     fn start_with(dir: &Path, env: &[(&str, String)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_research-graph"));
         command
-            .args(["serve", "--port", "0", "--data-dir"])
+            .args(["serve", "--dev", "--port", "0", "--data-dir"])
             .arg(dir)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
@@ -192,7 +192,7 @@ fn serve_starts_its_own_postgres_and_reuses_it() {
         &server.addr,
         "POST",
         "/graphql",
-        r#"{"query":"{ viewer { tenantId role } }"}"#,
+        r#"{"query":"{ viewer { role } }"}"#,
     );
     assert_eq!(status, 200);
     assert!(body.contains(r#""role":"OWNER""#), "{body}");
@@ -255,7 +255,7 @@ fn migrate_and_serve_against_an_existing_database() {
         .unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");
-    assert!(log.contains("V5__search_under_rls"), "{log}");
+    assert!(log.contains("V6__tenancy_functions"), "{log}");
 
     let output = Command::new(env!("CARGO_BIN_EXE_research-graph"))
         .arg("migrate")

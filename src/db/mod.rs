@@ -19,7 +19,8 @@ use tokio_postgres::NoTls;
 pub use error::{DbError, LocalPgError};
 pub use session::TenantSession;
 
-use crate::ids::{TenantId, UserId};
+use crate::ids::{Role, TenantId, UserId};
+use uuid::Uuid;
 
 /// Pool and connection settings of the application role.
 #[derive(Clone, Debug)]
@@ -102,18 +103,62 @@ impl Database {
         name: &str,
         slug: &str,
     ) -> Result<TenantId, DbError> {
-        let mut conn = self.pool.get().await?;
-        let tx = conn.transaction().await?;
-        tx.execute(
-            "SELECT set_config('app.user_id', $1, true)",
-            &[&user.to_string()],
+        let row = self
+            .as_user(user, "SELECT app.create_tenant($1, $2)", &[&name, &slug])
+            .await?;
+        Ok(TenantId(row.get(0)))
+    }
+
+    /// The tenant with `slug`, if `user` is a member of it (`app.tenant_for_slug`).
+    pub async fn tenant_for_slug(
+        &self,
+        user: UserId,
+        slug: &str,
+    ) -> Result<Option<TenantId>, DbError> {
+        let row = self
+            .as_user(user, "SELECT app.tenant_for_slug($1)", &[&slug])
+            .await?;
+        Ok(row.get::<_, Option<Uuid>>(0).map(TenantId))
+    }
+
+    /// `user`'s default tenant, while they are a member of it (`app.default_tenant`).
+    pub async fn default_tenant(&self, user: UserId) -> Result<Option<TenantId>, DbError> {
+        let row = self
+            .as_user(user, "SELECT app.default_tenant()", &[])
+            .await?;
+        Ok(row.get::<_, Option<Uuid>>(0).map(TenantId))
+    }
+
+    /// Single-tenant deployments: makes `user` a member of the default tenant with `role`
+    /// (member or viewer) unless they already are one (`app.join_default_tenant`).
+    pub async fn join_default_tenant(&self, user: UserId, role: Role) -> Result<(), DbError> {
+        self.as_user(
+            user,
+            "SELECT 1 FROM (SELECT app.join_default_tenant($1)) j",
+            &[&role.as_str()],
         )
         .await?;
-        let row = tx
-            .query_one("SELECT app.create_tenant($1, $2)", &[&name, &slug])
+        Ok(())
+    }
+
+    /// Runs one statement returning one row in a short transaction where only the user is set:
+    /// the door for the SECURITY DEFINER functions that work before a tenant is known.
+    async fn as_user(
+        &self,
+        user: UserId,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, DbError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        let set_user = tx
+            .prepare_cached("SELECT set_config('app.user_id', $1, true)")
             .await?;
+        tx.execute(&set_user, &[&user.to_string()]).await?;
+        let statement = tx.prepare_cached(sql).await?;
+        let row = tx.query_one(&statement, params).await?;
         tx.commit().await?;
-        Ok(TenantId(row.get(0)))
+        Ok(row)
     }
 
     /// Checks that the database answers (readiness), without any tenant context.

@@ -20,7 +20,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::DbError;
-use crate::ids::{TenantId, UserId};
+use crate::ids::{Role, TenantId, UserId};
 
 /// Sets the tenant and the user for the current transaction only (`is_local = true`), and reads
 /// what was there before: anything but empty means a session-level setting leaked into the
@@ -35,12 +35,18 @@ SELECT previous.tenant_id, previous.user_id,
        set_config('app.user_id', $2, true)
 FROM previous";
 
+/// The caller's role in the tenant, as the policies will see it.
+const MEMBER_ROLE: &str = "SELECT app.member_role()";
+
 /// One pooled connection in one transaction, with a tenant and a user set for that transaction.
 pub struct TenantSession {
     /// `None` once committed or rolled back.
     conn: Option<Object>,
     tenant: TenantId,
     user: UserId,
+    /// The user's role in the tenant, read from the database at the start; `None` when the
+    /// user is not a member, in which case row-level security shows the session nothing.
+    role: Option<Role>,
     /// Statements started but not finished. Non-zero at drop means a statement may still be
     /// running on the server (its future was dropped mid-way).
     in_flight: AtomicUsize,
@@ -55,26 +61,31 @@ impl TenantSession {
     ) -> Result<TenantSession, DbError> {
         let conn = pool.get().await?;
         // From here on, dropping `session` (an error, or this future being cancelled) cleans up.
-        let session = TenantSession {
+        let mut session = TenantSession {
             conn: Some(conn),
             tenant,
             user,
+            role: None,
             in_flight: AtomicUsize::new(0),
         };
         let conn = session.conn();
         let tenant_text = tenant.to_string();
         let user_text = user.to_string();
-        let row = session
+        let (row, role) = session
             .track(async {
-                let set_context = conn.prepare_cached(SET_CONTEXT).await?;
+                let (set_context, member_role) = tokio::try_join!(
+                    conn.prepare_cached(SET_CONTEXT),
+                    conn.prepare_cached(MEMBER_ROLE),
+                )?;
                 let params: [&(dyn ToSql + Sync); 2] = [&tenant_text, &user_text];
-                // Both go out in one round trip: tokio-postgres pipelines concurrent requests,
-                // in the order they are first polled.
-                let (_, row) = tokio::try_join!(
+                // All three go out in one round trip: tokio-postgres pipelines concurrent
+                // requests, in the order they are first polled.
+                let (_, row, role) = tokio::try_join!(
                     conn.batch_execute("BEGIN"),
                     conn.query_one(&set_context, &params),
+                    conn.query_one(&member_role, &[]),
                 )?;
-                Ok::<_, DbError>(row)
+                Ok::<_, DbError>((row, role))
             })
             .await?;
         let leaked = |value: Option<&str>| value.is_some_and(|v| !v.is_empty());
@@ -85,6 +96,7 @@ impl TenantSession {
             session.discard();
             return Err(DbError::LeakedContext);
         }
+        session.role = role.get::<_, Option<&str>>(0).and_then(Role::parse);
         Ok(session)
     }
 
@@ -96,6 +108,12 @@ impl TenantSession {
     /// The user this session runs as.
     pub fn user(&self) -> UserId {
         self.user
+    }
+
+    /// The user's role in the tenant when the session began (`None`: not a member, and the
+    /// session sees no rows).
+    pub fn role(&self) -> Option<Role> {
+        self.role
     }
 
     /// Runs a statement and returns its rows. Statements are prepared once per connection and

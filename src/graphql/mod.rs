@@ -3,35 +3,30 @@
 //! Resolvers reach the database only through the request's [`TenantSession`], taken from the
 //! context with [`session`]. There is no pool in the context, on purpose.
 
-mod viewer;
-
 use std::sync::Arc;
 
 use async_graphql::{
-    Context, EmptyMutation, EmptySubscription, ErrorExtensions, SDLExportOptions, Schema,
+    Context, EmptySubscription, ErrorExtensions, MergedObject, SDLExportOptions, Schema,
 };
+use tokio_postgres::error::SqlState;
 
 use crate::db::{DbError, TenantSession};
+use crate::tenants::{TenantMutation, TenantQuery};
 
-pub use viewer::Viewer;
+/// The root query type, merged from the domain modules.
+#[derive(MergedObject, Default)]
+pub struct Query(TenantQuery);
 
-/// The root query type.
-pub struct Query;
-
-#[async_graphql::Object]
-impl Query {
-    /// Who is asking, in which tenant, with which role.
-    async fn viewer(&self) -> Viewer {
-        Viewer
-    }
-}
+/// The root mutation type, merged from the domain modules.
+#[derive(MergedObject, Default)]
+pub struct Mutation(TenantMutation);
 
 /// The executable schema.
-pub type AppSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema. `introspection` is on in development and off by default in production.
 pub fn build_schema(introspection: bool) -> AppSchema {
-    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription);
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
     if !introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
@@ -53,6 +48,20 @@ pub fn session<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a TenantSession
     ctx.data::<Arc<TenantSession>>()
         .map(|s| s.as_ref())
         .map_err(|_| internal("no tenant session in the request context"))
+}
+
+/// Fields that need the caller to be a member of the request's tenant. A request reaches the
+/// schema without membership only when the tenant was not named explicitly (a user with no
+/// tenant yet); such a request may still list its tenants and create one.
+pub struct MemberGuard;
+
+impl async_graphql::Guard for MemberGuard {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        match session(ctx)?.role() {
+            Some(_) => Ok(()),
+            None => Err(error(ErrorCode::Forbidden, "not a member of this tenant")),
+        }
+    }
 }
 
 /// The `extensions.code` values clients can rely on.
@@ -116,6 +125,21 @@ pub fn db_error(err: DbError) -> async_graphql::Error {
     }
     if err.is_forbidden() {
         return error(ErrorCode::Forbidden, "not allowed in this tenant");
+    }
+    if let Some(state) = err.sql_state() {
+        let message = match state.code() {
+            "RG001" => Some("a tenant must keep at least one owner"),
+            "23505" => Some("conflicts with existing data"),
+            "23503" => Some("refers to something that does not exist in this tenant"),
+            "23514" | "22001" | "22003" | "22P02" => Some("invalid input"),
+            _ => None,
+        };
+        if let Some(message) = message {
+            return error(ErrorCode::BadUserInput, message);
+        }
+        if *state == SqlState::QUERY_CANCELED {
+            return error(ErrorCode::LimitExceeded, "the query took too long");
+        }
     }
     tracing::error!(error = %err, "database error");
     error(ErrorCode::Internal, "internal error")

@@ -14,6 +14,8 @@
 //! Set `TEST_LOG=1` to see the server's logs.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -322,12 +324,16 @@ pub async fn seed_tenant(t: &TestDb, slug: &str, doi: &str, node_key: &str) -> S
     }
 }
 
-/// Every table of the application schema, from the catalog (so a new table is never missed).
+/// Every tenant table of the application schema (`tenants` and every table with a
+/// `tenant_id`), from the catalog, so a new table is never missed.
 pub async fn tenant_tables(client: &Client) -> Vec<String> {
     client
         .query(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'app' AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+             WHERE n.nspname = 'app' AND c.relkind IN ('r', 'p') \
+               AND (c.relname = 'tenants' OR EXISTS (SELECT 1 FROM pg_attribute a \
+                    WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)) \
+             ORDER BY c.relname",
             &[],
         )
         .await
