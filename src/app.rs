@@ -14,7 +14,7 @@ use crate::db::local::{LocalOptions, LocalPostgres, SUPERUSER};
 use crate::db::Database;
 use crate::graphql::build_schema;
 use crate::http::{router, AppState};
-use crate::ids::{DEFAULT_TENANT, LOCAL_USER};
+use crate::ids::{Role, DEFAULT_TENANT, LOCAL_USER};
 use crate::tenants::settings::{SettingsCache, SETTINGS_TTL};
 
 /// The database the local cluster serves.
@@ -116,17 +116,16 @@ pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
 
 /// `research-graph serve`.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Configuration errors first, before any database is started.
+    let (auth, join_role) = authentication(&args).await?;
     let target = DatabaseTarget::open(&args.database).await?;
-    let result = run_server(&args, &target).await;
+    let result = run_server(&args, &target, auth, join_role).await;
     target.shutdown().await;
     result
 }
 
-async fn run_server(args: &ServeArgs, target: &DatabaseTarget) -> anyhow::Result<()> {
-    let app_config = target
-        .app
-        .clone()
-        .context("serve needs DATABASE_URL (the rg_app login) when ADMIN_DATABASE_URL is set")?;
+/// How requests will be authenticated, and the single-tenant join role.
+async fn authentication(args: &ServeArgs) -> anyhow::Result<(Authenticator, Option<Role>)> {
     if args.dev && args.production {
         anyhow::bail!("--dev (RG_DEV) is refused when --production (RG_PRODUCTION) is set");
     }
@@ -149,6 +148,19 @@ async fn run_server(args: &ServeArgs, target: &DatabaseTarget) -> anyhow::Result
         verifier.prime().await;
         Authenticator::Jwt(Box::new(verifier))
     };
+    Ok((auth, join_role))
+}
+
+async fn run_server(
+    args: &ServeArgs,
+    target: &DatabaseTarget,
+    auth: Authenticator,
+    join_role: Option<Role>,
+) -> anyhow::Result<()> {
+    let app_config = target
+        .app
+        .clone()
+        .context("serve needs DATABASE_URL (the rg_app login) when ADMIN_DATABASE_URL is set")?;
     if let Some(admin) = target.migrate().await? {
         if args.dev {
             admin

@@ -299,3 +299,60 @@ fn migrate_and_serve_against_an_existing_database() {
     assert!(server.wait_exit().success());
     assert!(!unused.path().join("pg").exists());
 }
+
+/// Misconfigurations stop `serve` at once with one clear line, before any database starts.
+#[test]
+fn serve_refuses_unsafe_configurations() {
+    let dir = data_dir();
+    for (args, env, expected) in [
+        (
+            vec!["--dev", "--production"],
+            vec![],
+            "refused when --production",
+        ),
+        (
+            vec![],
+            vec![],
+            "authentication needs JWT_SECRET or JWT_JWKS_URL",
+        ),
+        (vec![], vec![("JWT_SECRET", "short")], "at least 32 bytes"),
+        (
+            vec![],
+            vec![
+                ("JWT_JWKS_URL", "http://127.0.0.1:9/jwks"),
+                ("JWT_ALGORITHMS", "HS256"),
+            ],
+            "HS256 needs JWT_SECRET",
+        ),
+        (
+            vec!["--dev"],
+            vec![("SINGLE_TENANT_JOIN_ROLE", "owner")],
+            "SINGLE_TENANT_JOIN_ROLE",
+        ),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_research-graph"));
+        command
+            .arg("serve")
+            .args(&args)
+            .arg("--data-dir")
+            .arg(dir.path());
+        for var in [
+            "DATABASE_URL",
+            "ADMIN_DATABASE_URL",
+            "JWT_SECRET",
+            "JWT_JWKS_URL",
+            "RG_DEV",
+            "RG_PRODUCTION",
+        ] {
+            command.env_remove(var);
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: must refuse");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!dir.path().join("pg").exists(), "no database was started");
+    }
+}
