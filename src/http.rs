@@ -117,16 +117,13 @@ async fn execute(
         }
     }
     let session = Arc::new(session);
-    let response = state
-        .schema
-        .execute(
-            request
-                .0
-                .data(Arc::clone(&session))
-                .data(state.features)
-                .data(Arc::clone(&state.settings_cache)),
-        )
-        .await;
+    let request = crate::graphql::with_request_data(
+        request.0,
+        &session,
+        state.features,
+        Arc::clone(&state.settings_cache),
+    );
+    let response = state.schema.execute(request).await;
     // The request's data (holding the other reference) is dropped once execution ends.
     let Ok(session) = Arc::try_unwrap(session) else {
         tracing::error!("tenant session still referenced after execution; rolling back");

@@ -43,6 +43,21 @@ pub fn sdl() -> String {
     )
 }
 
+/// Attaches what resolvers of one request need: its tenant session, the feature flags, and the
+/// per-process tenant-keyed caches. Per-request DataLoaders are created here too, so they can
+/// never batch or cache across requests or tenants.
+pub fn with_request_data(
+    request: async_graphql::Request,
+    session: &Arc<TenantSession>,
+    features: crate::features::Features,
+    settings_cache: Arc<crate::tenants::settings::SettingsCache>,
+) -> async_graphql::Request {
+    request
+        .data(Arc::clone(session))
+        .data(features)
+        .data(settings_cache)
+}
+
 /// The request's tenant session.
 pub fn session<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a TenantSession> {
     ctx.data::<Arc<TenantSession>>()
