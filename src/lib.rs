@@ -14,10 +14,14 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod features;
+pub mod graph;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod insights;
 pub mod money;
+pub mod papers;
+pub mod search;
 pub mod telemetry;
 pub mod tenants;
 

@@ -50,6 +50,9 @@ pub struct TenantSession {
     /// Statements started but not finished. Non-zero at drop means a statement may still be
     /// running on the server (its future was dropped mid-way).
     in_flight: AtomicUsize,
+    /// Statements run through this session (not counting BEGIN and the context statement):
+    /// a cheap N+1 detector for tests and request logs.
+    statements: AtomicUsize,
 }
 
 impl TenantSession {
@@ -67,12 +70,13 @@ impl TenantSession {
             user,
             role: None,
             in_flight: AtomicUsize::new(0),
+            statements: AtomicUsize::new(0),
         };
         let conn = session.conn();
         let tenant_text = tenant.to_string();
         let user_text = user.to_string();
         let (row, role) = session
-            .track(async {
+            .track_begin(async {
                 let (set_context, member_role) = tokio::try_join!(
                     conn.prepare_cached(SET_CONTEXT),
                     conn.prepare_cached(MEMBER_ROLE),
@@ -200,12 +204,25 @@ impl TenantSession {
             .expect("a session is only used before commit or rollback")
     }
 
+    /// How many statements this session has run so far.
+    pub fn statement_count(&self) -> usize {
+        self.statements.load(Ordering::Relaxed)
+    }
+
     /// Runs `work`, counting it as in flight until it completes. A future dropped before
     /// completion leaves the count raised, which `Drop` reads.
     async fn track<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        self.statements.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let result = work.await;
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    /// [`track`](Self::track) for the opening statements, which are not counted.
+    async fn track_begin<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let result = self.track(work).await;
+        self.statements.fetch_sub(1, Ordering::Relaxed);
         result
     }
 

@@ -3,6 +3,10 @@
 //! Resolvers reach the database only through the request's [`TenantSession`], taken from the
 //! context with [`session`]. There is no pool in the context, on purpose.
 
+pub mod loaders;
+pub mod pagination;
+pub mod relay;
+
 use std::sync::Arc;
 
 use async_graphql::{
@@ -11,15 +15,33 @@ use async_graphql::{
 use tokio_postgres::error::SqlState;
 
 use crate::db::{DbError, TenantSession};
+use crate::graph::{GraphMutation, GraphQuery, NeighborhoodQuery};
+use crate::ids::Role;
+use crate::insights::{InsightMutation, InsightQuery};
+use crate::papers::{PaperMutation, PaperQuery};
+use crate::search::SearchQuery;
 use crate::tenants::{TenantMutation, TenantQuery};
 
 /// The root query type, merged from the domain modules.
 #[derive(MergedObject, Default)]
-pub struct Query(TenantQuery);
+pub struct Query(
+    TenantQuery,
+    relay::NodeQuery,
+    PaperQuery,
+    GraphQuery,
+    NeighborhoodQuery,
+    InsightQuery,
+    SearchQuery,
+);
 
 /// The root mutation type, merged from the domain modules.
 #[derive(MergedObject, Default)]
-pub struct Mutation(TenantMutation);
+pub struct Mutation(
+    TenantMutation,
+    PaperMutation,
+    GraphMutation,
+    InsightMutation,
+);
 
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -54,8 +76,40 @@ pub fn with_request_data(
 ) -> async_graphql::Request {
     request
         .data(Arc::clone(session))
+        .data(loaders::request_loader(session))
         .data(features)
         .data(settings_cache)
+}
+
+/// Largest `first`/`last` a connection serves when the request data names no other.
+pub const DEFAULT_MAX_PAGE_SIZE: usize = 100;
+
+/// The configured maximum page size of a request.
+#[derive(Clone, Copy, Debug)]
+pub struct MaxPageSize(pub usize);
+
+/// The page-size clamp for connections in this request.
+pub fn max_page_size(ctx: &Context<'_>) -> usize {
+    ctx.data_opt::<MaxPageSize>()
+        .map(|m| m.0)
+        .unwrap_or(DEFAULT_MAX_PAGE_SIZE)
+}
+
+/// The outcome of a write that returns its row: the row, or why there is none. Row-level
+/// security hides rows a viewer may not change, so "no row" means FORBIDDEN for a viewer and
+/// NOT_FOUND for a writer.
+pub fn written<T>(session: &TenantSession, row: Option<T>, what: &str) -> async_graphql::Result<T> {
+    match (row, session.role()) {
+        (Some(row), _) => Ok(row),
+        (None, Some(Role::Owner | Role::Member)) => Err(error(
+            ErrorCode::NotFound,
+            format!("no such {what} in this tenant"),
+        )),
+        (None, _) => Err(error(
+            ErrorCode::Forbidden,
+            "viewers cannot change anything",
+        )),
+    }
 }
 
 /// The request's tenant session.
