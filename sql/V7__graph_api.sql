@@ -79,8 +79,8 @@ CREATE FUNCTION app.neighborhood(
             SELECT 'edge'::text, e.id, NULL::integer
             FROM app.edges e
             JOIN unnest(visited) s (id) ON e.source_id = s.id
-            WHERE e.target_id = ANY (visited)
-              AND (p_relation_types IS NULL OR e.relation_type = ANY (p_relation_types))
+            JOIN unnest(visited) t (id) ON e.target_id = t.id
+            WHERE (p_relation_types IS NULL OR e.relation_type = ANY (p_relation_types))
               AND (p_review_statuses IS NULL OR e.review_status = ANY (p_review_statuses));
         IF truncated THEN
             kind := 'truncated'; id := NULL; depth := NULL;

@@ -236,13 +236,7 @@ impl<L: Listing> Loader<Child<L>> for SqlLoader {
         for (listing, parents) in groups {
             let sort = listing.sort();
             listing.window().check(&sort)?;
-            let mut sql = Sql::new("SELECT k.parent, x.* FROM unnest(");
-            sql.bind(parents.clone())
-                .push("::uuid[]) AS k (parent) CROSS JOIN LATERAL (SELECT ");
-            select_head::<L>(&mut sql, &sort);
-            sql.push(listing.child_from());
-            listing.filters(&mut sql);
-            sql.keyset(&sort, listing.window()).push(") x");
+            let sql = child_page_sql(listing, parents.clone());
             let rows = session
                 .query(&sql.text, &sql.params())
                 .await
@@ -264,6 +258,20 @@ impl<L: Listing> Loader<Child<L>> for SqlLoader {
         }
         Ok(out)
     }
+}
+
+/// The statement that reads one page of `listing` under each of `parents`: one lateral index scan
+/// per parent, `first + 1` rows each.
+pub fn child_page_sql<L: Listing>(listing: &L, parents: Vec<Uuid>) -> Sql {
+    let sort = listing.sort();
+    let mut sql = Sql::new("SELECT k.parent, x.* FROM unnest(");
+    sql.bind(parents)
+        .push("::uuid[]) AS k (parent) CROSS JOIN LATERAL (SELECT ");
+    select_head::<L>(&mut sql, &sort);
+    sql.push(listing.child_from());
+    listing.filters(&mut sql);
+    sql.keyset(&sort, listing.window()).push(") x");
+    sql
 }
 
 /// One page of `listing` under `parent`, batched with the other parents of the same level.
