@@ -182,9 +182,10 @@ async fn run_server(
         billing = args.features.billing,
         "features"
     );
+    tracing::info!(limits = ?args.limits, "GraphQL limits");
     let state = Arc::new(AppState {
         db: db.clone(),
-        schema: build_schema(args.introspection.unwrap_or(args.dev)),
+        schema: build_schema(args.introspection.unwrap_or(args.dev), &args.limits),
         graphiql: args.dev,
         auth,
         features: args.features,

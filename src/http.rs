@@ -139,9 +139,10 @@ async fn execute(
     GraphQLResponse(with_codes(response)).into_response()
 }
 
-/// Gives every error an `extensions.code`: errors raised by resolvers carry theirs; the rest
-/// come from parsing, validating or coercing the request (BAD_USER_INPUT) or are unexpected
-/// (INTERNAL, with the message replaced so nothing internal leaks).
+/// Gives every error an `extensions.code`: errors raised by resolvers carry theirs; async-graphql's
+/// limits get LIMIT_EXCEEDED; the rest come from parsing, validating or coercing the request
+/// (BAD_USER_INPUT) or are unexpected (INTERNAL, with the message replaced so nothing internal
+/// leaks).
 fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
     for e in &mut response.errors {
         if e.extensions
@@ -153,7 +154,9 @@ fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response 
         let input = e.path.is_empty()
             || e.message.starts_with("Failed to parse")
             || e.message.starts_with("Invalid value");
-        let code = if input {
+        let code = if crate::graphql::limits::is_limit_message(&e.message) {
+            ErrorCode::LimitExceeded
+        } else if input {
             ErrorCode::BadUserInput
         } else {
             tracing::error!(message = %e.message, "error without a code");

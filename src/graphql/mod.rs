@@ -13,6 +13,10 @@ use tokio_postgres::error::SqlState;
 use crate::db::{DbError, TenantSession};
 use crate::tenants::{TenantMutation, TenantQuery};
 
+pub mod limits;
+
+pub use limits::Limits;
+
 /// The root query type, merged from the domain modules.
 #[derive(MergedObject, Default)]
 pub struct Query(TenantQuery);
@@ -24,9 +28,17 @@ pub struct Mutation(TenantMutation);
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema. `introspection` is on in development and off by default in production.
-pub fn build_schema(introspection: bool) -> AppSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
+/// Builds the schema with `limits`: depth, complexity, recursion depth and directives per
+/// field are enforced by async-graphql, and the limits are schema data, so resolvers read
+/// them with `ctx.data_unchecked::<Limits>()` (connections: `max_page_size`). `introspection`
+/// (and field suggestions with it) is on in development and off by default in production.
+pub fn build_schema(introspection: bool, limits: &Limits) -> AppSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(limits.max_recursive_depth)
+        .limit_directives(limits.max_directives)
+        .data(*limits);
     if !introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
@@ -35,7 +47,7 @@ pub fn build_schema(introspection: bool) -> AppSchema {
 
 /// The schema as sorted SDL: what `schema.graphql` holds.
 pub fn sdl() -> String {
-    build_schema(true).sdl_with_options(
+    build_schema(true, &Limits::default()).sdl_with_options(
         SDLExportOptions::new()
             .sorted_fields()
             .sorted_arguments()
