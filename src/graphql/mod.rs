@@ -38,9 +38,13 @@ pub fn build_schema(introspection: bool, limits: &Limits) -> AppSchema {
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(limits.max_recursive_depth)
         .limit_directives(limits.max_directives)
+        .extension(limits::StopAfterValidation)
         .data(*limits);
     if !introspection {
-        builder = builder.disable_introspection().disable_suggestions();
+        builder = builder
+            .disable_introspection()
+            .disable_suggestions()
+            .data(limits::IntrospectionOff);
     }
     builder.finish()
 }
