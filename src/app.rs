@@ -182,15 +182,17 @@ async fn run_server(
         billing = args.features.billing,
         "features"
     );
+    tracing::info!(limits = ?args.limits, "GraphQL limits");
     let state = Arc::new(AppState {
         db: db.clone(),
-        schema: build_schema(args.introspection.unwrap_or(args.dev)),
+        schema: build_schema(args.introspection.unwrap_or(args.dev), &args.limits),
         graphiql: args.dev,
         auth,
         features: args.features,
         join_role,
         settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 10_000)),
     });
+    let shutdown = shutdown_signal()?;
     let acceptor = TcpListener::bind((args.host.as_str(), args.port))
         .into_acceptor()
         .await
@@ -201,7 +203,7 @@ async fn run_server(
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             router(state),
-            shutdown_signal(),
+            shutdown,
             Some(Duration::from_secs(args.shutdown_timeout_secs)),
         )
         .await?;
@@ -210,19 +212,17 @@ async fn run_server(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Listens for SIGINT and SIGTERM from now on (before the server binds, so a signal that
+/// arrives while it starts is not lost), resolving when one arrives.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+        tracing::info!("shutdown requested; finishing in-flight requests");
+    })
 }

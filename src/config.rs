@@ -10,6 +10,7 @@ use jsonwebtoken::Algorithm;
 use crate::auth::JwtSettings;
 use crate::db::PoolSettings;
 use crate::features::Features;
+use crate::graphql::Limits;
 use crate::ids::Role;
 
 /// research-graph: multi-tenant research knowledge graphs on PostgreSQL, served as GraphQL.
@@ -112,6 +113,10 @@ pub struct ServeArgs {
     /// Feature flags.
     #[command(flatten)]
     pub features: Features,
+
+    /// Limits on GraphQL requests.
+    #[command(flatten)]
+    pub limits: Limits,
 
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]

@@ -3,21 +3,36 @@
 //!
 //! `POST /graphql` (or `/t/{slug}/graphql`) runs one GraphQL request in one [`TenantSession`]
 //! (one transaction): committed when the response has no errors, rolled back otherwise, so
-//! mutations are atomic.
+//! mutations are atomic. `GET` with a `query` parameter runs queries (never mutations).
+//!
+//! GraphQL over HTTP: the response is `application/graphql-response+json` when the `Accept`
+//! header prefers it, `application/json` otherwise. Checks run cheapest first and all of them
+//! before the tenant is resolved, so a refused request costs no database work: authentication
+//! (401), then the request itself: media type (415), size (413, with or without a
+//! Content-Length), JSON shape (400; batches are refused), a mutation over GET (405), then
+//! parsing, the [`Limits`] and validation. Parse and validation errors are HTTP 400 with
+//! `application/graphql-response+json` and 200 with `application/json`, as the specification
+//! asks; errors during execution are 200 either way.
 
 use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_poem::{GraphQLRequest, GraphQLResponse};
-use poem::http::{HeaderMap, StatusCode};
-use poem::middleware::Tracing;
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
+};
+use async_graphql::{Positioned, ServerError, Variables};
+use async_graphql_poem::GraphQLResponse;
+use poem::error::ReadBodyError;
+use poem::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use poem::middleware::{CatchPanic, Tracing};
 use poem::web::{Data, Html, Path};
-use poem::{get, handler, Endpoint, EndpointExt, IntoResponse, Response, Route};
+use poem::{get, handler, Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Caller};
 use crate::db::{Database, TenantSession};
 use crate::features::Features;
-use crate::graphql::{db_error, error, AppSchema, ErrorCode};
+use crate::graphql::limits::{self, IntrospectionOff};
+use crate::graphql::{db_error, error, AppSchema, ErrorCode, Limits};
 use crate::ids::{Role, DEFAULT_TENANT};
 use crate::tenants::settings::SettingsCache;
 use crate::tenants::{self, ResolveError};
@@ -26,7 +41,8 @@ use crate::tenants::{self, ResolveError};
 pub struct AppState {
     /// The application role's database.
     pub db: Database,
-    /// The executable GraphQL schema.
+    /// The executable GraphQL schema (built with [`crate::graphql::build_schema`], which
+    /// also gives it the request [`Limits`]).
     pub schema: AppSchema,
     /// Serve GraphiQL at `GET /graphql`.
     pub graphiql: bool,
@@ -41,47 +57,411 @@ pub struct AppState {
     pub settings_cache: Arc<SettingsCache>,
 }
 
+impl AppState {
+    /// The limits the schema was built with.
+    fn limits(&self) -> Limits {
+        self.schema.data::<Limits>().copied().unwrap_or_default()
+    }
+
+    /// Whether the schema serves introspection.
+    fn introspection(&self) -> bool {
+        self.schema.data::<IntrospectionOff>().is_none()
+    }
+}
+
 /// All routes.
 pub fn router(state: Arc<AppState>) -> impl Endpoint {
     Route::new()
-        .at("/graphql", get(graphiql).post(graphql))
-        .at("/t/:slug/graphql", get(graphiql).post(graphql_for_slug))
+        .at("/graphql", get(graphql).post(graphql))
+        .at(
+            "/t/:slug/graphql",
+            get(graphql_for_slug).post(graphql_for_slug),
+        )
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .data(state)
+        // A panic is a bug: answer 500 with a GraphQL-shaped error instead of dropping the
+        // connection. An open tenant session rolls back as it is dropped during the unwind.
+        .with(CatchPanic::new().with_handler(|_| {
+            tracing::error!("a request panicked");
+            error_response(
+                MediaType::Json,
+                error(ErrorCode::Internal, "internal error"),
+            )
+        }))
         .with(Tracing)
 }
 
 #[handler]
-async fn graphql(
-    state: Data<&Arc<AppState>>,
-    headers: &HeaderMap,
-    request: GraphQLRequest,
-) -> Response {
-    execute(&state, headers, None, request).await
+async fn graphql(state: Data<&Arc<AppState>>, req: &Request, body: Body) -> Response {
+    serve(&state, req, None, body).await
 }
 
 #[handler]
 async fn graphql_for_slug(
     state: Data<&Arc<AppState>>,
     Path(slug): Path<String>,
-    headers: &HeaderMap,
-    request: GraphQLRequest,
+    req: &Request,
+    body: Body,
 ) -> Response {
-    execute(&state, headers, Some(&slug), request).await
+    serve(&state, req, Some(&slug), body).await
 }
 
+/// The media types of GraphQL responses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MediaType {
+    /// `application/json`: the default, and what older clients expect.
+    Json,
+    /// `application/graphql-response+json`: request errors get HTTP 4xx.
+    GraphQLResponse,
+}
+
+impl MediaType {
+    const GRAPHQL_RESPONSE: &'static str = "application/graphql-response+json";
+
+    /// The type the `Accept` header prefers (by q-value; on a tie, the one named explicitly,
+    /// graphql-response+json first). Without an acceptable one, `application/json` anyway.
+    fn negotiate(headers: &HeaderMap) -> MediaType {
+        let (mut json, mut graphql_response, mut any) = (None::<f32>, None::<f32>, None::<f32>);
+        for value in headers.get_all(header::ACCEPT) {
+            let Ok(value) = value.to_str() else { continue };
+            for range in value.split(',') {
+                let mut parts = range.split(';');
+                let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+                let q = parts
+                    .filter_map(|p| p.split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                    .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                let slot = match essence.as_str() {
+                    "application/json" => &mut json,
+                    Self::GRAPHQL_RESPONSE => &mut graphql_response,
+                    "application/*" | "*/*" => &mut any,
+                    _ => continue,
+                };
+                *slot = Some(slot.map_or(q, |old: f32| old.max(q)));
+            }
+        }
+        let explicit = graphql_response.is_some();
+        let preferred = graphql_response.or(any).unwrap_or(0.0);
+        let json = json.or(any).unwrap_or(0.0);
+        if preferred > 0.0 && (preferred > json || (preferred == json && explicit)) {
+            MediaType::GraphQLResponse
+        } else {
+            MediaType::Json
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            MediaType::Json => "application/json; charset=utf-8",
+            MediaType::GraphQLResponse => "application/graphql-response+json; charset=utf-8",
+        }
+    }
+
+    /// The status of a response with request errors only (no execution): 400 with
+    /// graphql-response+json; 200 with application/json, where older clients expect it.
+    fn request_error_status(self) -> StatusCode {
+        match self {
+            MediaType::Json => StatusCode::OK,
+            MediaType::GraphQLResponse => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+async fn serve(state: &AppState, req: &Request, slug: Option<&str>, body: Body) -> Response {
+    let headers = req.headers();
+    let media = MediaType::negotiate(headers);
+    let is_get = req.method() == Method::GET;
+    let params = if is_get {
+        // Percent-decoding is lossy, never failing; duplicates are refused later.
+        let params: Vec<(String, String)> = req.params().unwrap_or_default();
+        if !params.iter().any(|(k, _)| k == "query") {
+            return graphiql(state, req.uri().path());
+        }
+        Some(params)
+    } else {
+        None
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let caller = match state.auth.authenticate(header("authorization")).await {
+        Ok(caller) => caller,
+        Err(e) => return error_response(media, error(ErrorCode::Unauthenticated, e.to_string())),
+    };
+    let limits = state.limits();
+    let request = match params {
+        Some(params) => from_params(params),
+        None => read_body(headers, body, &limits).await,
+    };
+    let mut request = match request {
+        Ok(request) => request,
+        Err((status, message)) => {
+            // Only the size is a limit; the rest is malformed input.
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::LimitExceeded
+            } else {
+                ErrorCode::BadUserInput
+            };
+            return refuse(media, status, vec![request_error(error(code, message))]);
+        }
+    };
+    if let Err(response) = check(state, &limits, &mut request, is_get, media).await {
+        return response;
+    }
+    execute(state, headers, slug, caller, request, media).await
+}
+
+/// A client error (bad input) that is not about GraphQL: a status and a message.
+type HttpError = (StatusCode, String);
+
+fn http_error(status: StatusCode, message: impl Into<String>) -> HttpError {
+    (status, message.into())
+}
+
+/// Reads a POST body: JSON only (415 otherwise), at most `max_body_bytes` (413).
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &Limits,
+) -> Result<async_graphql::Request, HttpError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if !content_type.is_some_and(is_json) {
+        return Err(http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the request as application/json",
+        ));
+    }
+    let too_large = || {
+        http_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than {} bytes",
+                limits.max_body_bytes
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    // Counted as it arrives: a chunked body has no Content-Length.
+    let bytes = match body.into_bytes_limit(limits.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(ReadBodyError::PayloadTooLarge) => return Err(too_large()),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the request body");
+            return Err(http_error(
+                StatusCode::BAD_REQUEST,
+                "cannot read the request body",
+            ));
+        }
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        http_error(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    match value {
+        serde_json::Value::Object(fields) => from_fields(fields),
+        serde_json::Value::Array(_) => Err(http_error(
+            StatusCode::BAD_REQUEST,
+            "batched requests are not supported: send one request per HTTP request",
+        )),
+        _ => Err(http_error(
+            StatusCode::BAD_REQUEST,
+            "the request body must be a JSON object with a query",
+        )),
+    }
+}
+
+/// `application/json`, optionally with `charset=utf-8`.
+fn is_json(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        && parts.all(|p| match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+                v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            Some(_) => true,
+            None => p.trim().is_empty(),
+        })
+}
+
+/// A GET request's parameters: `query`, `operationName`, and `variables` and `extensions` as
+/// JSON text.
+fn from_params(params: Vec<(String, String)>) -> Result<async_graphql::Request, HttpError> {
+    let mut fields = serde_json::Map::new();
+    for (name, value) in params {
+        let value = match name.as_str() {
+            "query" | "operationName" => serde_json::Value::String(value),
+            "variables" | "extensions" => serde_json::from_str(&value).map_err(|e| {
+                http_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the {name} parameter is not valid JSON: {e}"),
+                )
+            })?,
+            _ => continue,
+        };
+        if fields.insert(name.clone(), value).is_some() {
+            return Err(http_error(
+                StatusCode::BAD_REQUEST,
+                format!("the {name} parameter is given more than once"),
+            ));
+        }
+    }
+    from_fields(fields)
+}
+
+/// The GraphQL request the fields of a JSON body (or GET parameters) describe.
+fn from_fields(
+    mut fields: serde_json::Map<String, serde_json::Value>,
+) -> Result<async_graphql::Request, HttpError> {
+    use serde_json::Value as Json;
+    let bad = |message: &str| http_error(StatusCode::BAD_REQUEST, message);
+    let query = match fields.remove("query") {
+        Some(Json::String(query)) if !query.trim().is_empty() => query,
+        None | Some(Json::Null) | Some(Json::String(_)) => {
+            return Err(bad("the request has no query"))
+        }
+        Some(_) => return Err(bad("query must be a string")),
+    };
+    let operation_name = match fields.remove("operationName") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(name)) => Some(name),
+        Some(_) => return Err(bad("operationName must be a string")),
+    };
+    let variables = match fields.remove("variables") {
+        None | Some(Json::Null) => Variables::default(),
+        Some(variables @ Json::Object(_)) => Variables::from_json(variables),
+        Some(_) => return Err(bad("variables must be a JSON object")),
+    };
+    // No extension is supported; a malformed one is still an error.
+    match fields.remove("extensions") {
+        None | Some(Json::Null) | Some(Json::Object(_)) => {}
+        Some(_) => return Err(bad("extensions must be a JSON object")),
+    }
+    let mut request = async_graphql::Request::new(query).variables(variables);
+    request.operation_name = operation_name;
+    Ok(request)
+}
+
+/// Everything that can be checked without the database: parsing, the document's size and
+/// shape ([`limits::check_document`]), the method (queries only over GET), then
+/// async-graphql's own limits and validation. The parsed document is kept in `request`.
+async fn check(
+    state: &AppState,
+    limits: &Limits,
+    request: &mut async_graphql::Request,
+    is_get: bool,
+    media: MediaType,
+) -> Result<(), Response> {
+    let request_errors = |errors| refuse(media, media.request_error_status(), errors);
+    let doc = match async_graphql::parser::parse_query(&request.query) {
+        Ok(doc) => doc,
+        Err(e) => return Err(request_errors(vec![e.into()])),
+    };
+    if let Err(e) = limits::check_document(&doc, limits, state.introspection()) {
+        return Err(request_errors(vec![e]));
+    }
+    let operation = selected_operation(&doc, request.operation_name.as_deref());
+    // An operation that cannot be told apart is left to validation to report.
+    if is_get && operation.is_some_and(|op| op.node.ty != OperationType::Query) {
+        let mut response = refuse(
+            media,
+            StatusCode::METHOD_NOT_ALLOWED,
+            vec![request_error(error(
+                ErrorCode::BadUserInput,
+                "only queries may be sent with GET; send mutations with POST",
+            ))],
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return Err(response);
+    }
+    if let Err(errors) = limits::validate(
+        &state.schema,
+        doc.clone(),
+        request.variables.clone(),
+        request.operation_name.clone(),
+    )
+    .await
+    {
+        return Err(request_errors(errors));
+    }
+    if let Some(operation) = selected_operation(&doc, request.operation_name.as_deref()) {
+        let missing = missing_variables(operation, &request.variables);
+        if !missing.is_empty() {
+            return Err(request_errors(missing));
+        }
+    }
+    request.set_parsed_query(doc);
+    Ok(())
+}
+
+/// The operation `name` selects, when it can be told.
+fn selected_operation<'d>(
+    doc: &'d ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'d Positioned<OperationDefinition>> {
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(operation), None) => Some(operation),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()
+        }
+        _ => None,
+    }
+}
+
+/// Required variables the request does not give. Like any variable that cannot be coerced,
+/// a request error; async-graphql itself would notice only during execution.
+fn missing_variables(
+    operation: &Positioned<OperationDefinition>,
+    variables: &Variables,
+) -> Vec<ServerError> {
+    operation
+        .node
+        .variable_definitions
+        .iter()
+        .filter(|def| {
+            !def.node.var_type.node.nullable
+                && def.node.default_value.is_none()
+                && variables
+                    .get(def.node.name.node.as_str())
+                    .is_none_or(|v| *v == async_graphql::Value::Null)
+        })
+        .map(|def| {
+            error(
+                ErrorCode::BadUserInput,
+                format!(
+                    "variable ${} of type {} was not given",
+                    def.node.name.node, def.node.var_type.node
+                ),
+            )
+            .into_server_error(def.pos)
+        })
+        .collect()
+}
+
+/// Runs a checked request: resolves the tenant, opens its session, executes, then commits
+/// (no errors) or rolls back.
 async fn execute(
     state: &AppState,
     headers: &HeaderMap,
     slug: Option<&str>,
-    request: GraphQLRequest,
+    caller: Caller,
+    request: async_graphql::Request,
+    media: MediaType,
 ) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let caller = match state.auth.authenticate(header("authorization")).await {
-        Ok(caller) => caller,
-        Err(e) => return error_response(error(ErrorCode::Unauthenticated, e.to_string())),
-    };
     let resolved = match tenants::resolve(
         &state.db,
         &state.features,
@@ -93,78 +473,147 @@ async fn execute(
     {
         Ok(resolved) => resolved,
         Err(ResolveError::BadHeader) => {
-            return error_response(error(
-                ErrorCode::BadUserInput,
-                ResolveError::BadHeader.to_string(),
-            ))
+            return error_response(
+                media,
+                error(ErrorCode::BadUserInput, ResolveError::BadHeader.to_string()),
+            )
         }
-        Err(ResolveError::NotMember) => return forbidden(),
-        Err(ResolveError::Db(e)) => return error_response(db_error(e)),
+        Err(ResolveError::NotMember) => return forbidden(media),
+        Err(ResolveError::Db(e)) => return error_response(media, db_error(e)),
     };
     let mut session = match state.db.session(resolved.tenant, caller.user).await {
         Ok(session) => session,
-        Err(e) => return error_response(db_error(e)),
+        Err(e) => return error_response(media, db_error(e)),
     };
     if session.role().is_none() {
         match join_default_tenant(state, session, caller.user).await {
             Ok(Joined::Yes(joined)) => session = joined,
             // A tenant the request named: refused before anything runs.
-            Ok(Joined::No(_)) if resolved.explicit => return forbidden(),
+            Ok(Joined::No(_)) if resolved.explicit => return forbidden(media),
             // A user with no tenant yet: fields that need membership refuse one by one
             // (MemberGuard), while myTenants, createTenant and features work.
             Ok(Joined::No(unjoined)) => session = unjoined,
-            Err(e) => return error_response(e),
+            Err(e) => return error_response(media, e),
         }
     }
     let session = Arc::new(session);
     let request = crate::graphql::with_request_data(
-        request.0,
+        request,
         &session,
         state.features,
         Arc::clone(&state.settings_cache),
     );
-    let response = state.schema.execute(request).await;
+    let mut response = state.schema.execute(request).await;
     // The request's data (holding the other reference) is dropped once execution ends.
     let Ok(session) = Arc::try_unwrap(session) else {
         tracing::error!("tenant session still referenced after execution; rolling back");
-        return error_response(error(ErrorCode::Internal, "internal error"));
+        return error_response(media, error(ErrorCode::Internal, "internal error"));
     };
     if response.is_ok() {
         if let Err(e) = session.commit().await {
-            return error_response(db_error(e));
+            return error_response(media, db_error(e));
         }
     } else if let Err(e) = session.rollback().await {
         tracing::warn!(error = %e, "rollback failed; the connection was discarded");
     }
-    GraphQLResponse(with_codes(response)).into_response()
+    with_codes(&mut response.errors);
+    let mut response = GraphQLResponse(response).into_response();
+    set_media_type(&mut response, media);
+    response
 }
 
-/// Gives every error an `extensions.code`: errors raised by resolvers carry theirs; the rest
-/// come from parsing, validating or coercing the request (BAD_USER_INPUT) or are unexpected
-/// (INTERNAL, with the message replaced so nothing internal leaks).
-fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
-    for e in &mut response.errors {
+fn set_media_type(response: &mut Response, media: MediaType) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media.content_type()),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("accept"));
+}
+
+/// A response carrying request errors only (no `data`), with `status`.
+fn refuse(media: MediaType, status: StatusCode, mut errors: Vec<ServerError>) -> Response {
+    #[derive(serde::Serialize)]
+    struct Errors {
+        errors: Vec<ServerError>,
+    }
+    with_codes(&mut errors);
+    let body = serde_json::to_vec(&Errors { errors })
+        .unwrap_or_else(|_| br#"{"errors":[{"message":"internal error"}]}"#.to_vec());
+    let mut response = Response::builder().status(status).body(body);
+    set_media_type(&mut response, media);
+    response
+}
+
+/// An error about the request as a whole: no location in the document.
+fn request_error(error: async_graphql::Error) -> ServerError {
+    let mut error = error.into_server_error(async_graphql::Pos::default());
+    error.locations.clear();
+    error
+}
+
+/// At most this many errors are returned (a large invalid document can have thousands).
+const MAX_ERRORS: usize = 100;
+
+/// Messages longer than this are shortened (a syntax error quotes the whole line).
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Gives every error an `extensions.code`: errors raised by resolvers carry theirs; async-graphql's
+/// limits get LIMIT_EXCEEDED; the rest come from parsing, validating or coercing the request
+/// (BAD_USER_INPUT) or are unexpected (INTERNAL, with the message replaced so nothing internal
+/// leaks). Keeps at most [`MAX_ERRORS`] errors, and shortens long messages.
+fn with_codes(errors: &mut Vec<ServerError>) {
+    errors.truncate(MAX_ERRORS);
+    for e in errors {
         if e.extensions
             .as_ref()
             .is_some_and(|x| x.get("code").is_some())
         {
             continue;
         }
-        let input = e.path.is_empty()
+        let code = if limits::is_limit_message(&e.message) {
+            ErrorCode::LimitExceeded
+        } else if e.path.is_empty()
             || e.message.starts_with("Failed to parse")
-            || e.message.starts_with("Invalid value");
-        let code = if input {
+            || e.message.starts_with("Invalid value")
+            || (e.message.starts_with("Variable ") && e.message.ends_with(" is not defined."))
+        {
             ErrorCode::BadUserInput
         } else {
             tracing::error!(message = %e.message, "error without a code");
             e.message = "internal error".into();
             ErrorCode::Internal
         };
+        shorten(&mut e.message);
         e.extensions
             .get_or_insert_with(Default::default)
             .set("code", code.as_str());
     }
-    response
+}
+
+/// Shortens a message longer than [`MAX_MESSAGE_BYTES`]: a syntax error keeps what was
+/// expected (its position is in `locations`), anything else is cut.
+fn shorten(message: &mut String) {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return;
+    }
+    let expected = message
+        .lines()
+        .last()
+        .map(str::trim)
+        .and_then(|line| line.strip_prefix("= "))
+        .filter(|line| line.len() <= MAX_MESSAGE_BYTES / 2)
+        .map(|line| format!("syntax error: {line}"));
+    *message = match expected {
+        Some(short) => short,
+        None => {
+            let mut end = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}…", &message[..end])
+        }
+    };
 }
 
 /// The outcome of [`join_default_tenant`].
@@ -207,12 +656,15 @@ async fn join_default_tenant(
     })
 }
 
-fn forbidden() -> Response {
-    error_response(error(ErrorCode::Forbidden, "not a member of this tenant"))
+fn forbidden(media: MediaType) -> Response {
+    error_response(
+        media,
+        error(ErrorCode::Forbidden, "not a member of this tenant"),
+    )
 }
 
 /// A response carrying one error, with the HTTP status its code calls for.
-fn error_response(error: async_graphql::Error) -> Response {
+fn error_response(media: MediaType, error: async_graphql::Error) -> Response {
     let code = error
         .extensions
         .as_ref()
@@ -229,28 +681,23 @@ fn error_response(error: async_graphql::Error) -> Response {
         "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let body = async_graphql::Response::from_errors(vec![
-        error.into_server_error(async_graphql::Pos::default())
-    ]);
-    let mut response = GraphQLResponse(body).into_response();
-    response.set_status(status);
+    let mut response = refuse(media, status, vec![request_error(error)]);
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            "www-authenticate",
-            "Bearer".parse().expect("a valid header value"),
-        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
 
-#[handler]
-fn graphiql(state: Data<&Arc<AppState>>, uri: &poem::http::Uri) -> Response {
+/// `GET` without a query: GraphiQL in development, 405 otherwise.
+fn graphiql(state: &AppState, path: &str) -> Response {
     if !state.graphiql {
         return StatusCode::METHOD_NOT_ALLOWED
-            .with_header("allow", "POST")
+            .with_header(header::ALLOW, "POST")
             .into_response();
     }
-    Html(GraphiQLSource::build().endpoint(uri.path()).finish()).into_response()
+    Html(GraphiQLSource::build().endpoint(path).finish()).into_response()
 }
 
 /// Liveness: the process answers.

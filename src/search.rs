@@ -109,7 +109,7 @@ impl SearchQuery {
     /// names (fuzzy), best matches first.
     #[graphql(
         guard = "MemberGuard",
-        complexity = "child_complexity * first.unwrap_or(20).max(1) as usize"
+        complexity = "child_complexity.saturating_mul(first.unwrap_or(20).max(1) as usize).min(1 << 32)"
     )]
     async fn search(
         &self,

@@ -11,7 +11,7 @@ use research_graph::features::Features;
 use research_graph::graph::{EdgeListing, EdgeOrder, EdgeVia};
 use research_graph::graphql::loaders::child_page_sql;
 use research_graph::graphql::pagination::Window;
-use research_graph::graphql::{build_schema, with_request_data};
+use research_graph::graphql::{build_schema, with_request_data, Limits};
 use research_graph::tenants::settings::{SettingsCache, SETTINGS_TTL};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -64,7 +64,7 @@ const EXPLORE: &str = "query($id: ID!) { graphNode(id: $id) { name
 /// Executes `query` as `a`'s owner straight on the schema; returns the data and the number of
 /// statements the request's tenant session ran.
 async fn execute(t: &TestDb, a: &Seeded, query: &str, vars: Value) -> (Value, usize) {
-    let schema = build_schema(true);
+    let schema = build_schema(true, &Limits::default());
     let session = Arc::new(t.session(a.tenant, a.owner).await);
     let request =
         async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(vars));

@@ -264,8 +264,31 @@ async fn connections_page_by_keyset_both_ways() {
     .await;
     assert_eq!(names(&d), ["Method 24", "Method 23", "Method 22"]);
 
-    // first is clamped to the maximum page size.
+    // first is clamped to the maximum page size (100 by default)…
     let d = data(
+        &cli,
+        a.owner,
+        &a,
+        "{ graphNodes(first: 1000) { totalCount nodes { name } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(d["graphNodes"]["totalCount"], 27, "the seed's two and 25");
+    assert_eq!(d["graphNodes"]["nodes"].as_array().unwrap().len(), 27);
+    for i in 0..80 {
+        node(&cli, &a, &format!("Task {i:02}"), "Task").await;
+    }
+    let d = data(
+        &cli,
+        a.owner,
+        &a,
+        "{ graphNodes(first: 1000) { nodes { name } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(d["graphNodes"]["nodes"].as_array().unwrap().len(), 100);
+    // …and the complexity limit counts the page asked for, so an absurd one is refused.
+    let body = run(
         &cli,
         a.owner,
         &a,
@@ -273,7 +296,7 @@ async fn connections_page_by_keyset_both_ways() {
         json!({}),
     )
     .await;
-    assert!(d["graphNodes"]["nodes"].as_array().unwrap().len() <= 100);
+    assert_eq!(code(&body), Some("LIMIT_EXCEEDED"));
 
     for (vars, why) in [
         (
@@ -931,4 +954,24 @@ async fn search_ranks_papers_sections_and_nodes_within_the_tenant() {
     );
     let body = run(&cli, a.owner, &a, q, json!({ "q": "  " })).await;
     assert_eq!(code(&body), Some("BAD_USER_INPUT"));
+}
+
+/// SECURITY_TESTS case 13 on the graph: lists nested ten levels deep with a large `first` (and
+/// a `first` at the Int maximum) exceed the complexity limit before anything runs.
+#[tokio::test]
+async fn deeply_nested_lists_with_large_pages_are_refused() {
+    let t = TestDb::new().await;
+    let a = seed_tenant(&t, "alpha", "10.1/a", "k").await;
+    let cli = app(&t.db, AppOptions::multi_tenant());
+    for first in [100, i32::MAX] {
+        let mut query = String::from("name");
+        for _ in 0..10 {
+            query = format!("outgoing(first: {first}) {{ nodes {{ target {{ {query} }} }} }}");
+        }
+        let query = format!("{{ graphNodes(first: {first}) {{ nodes {{ {query} }} }} }}");
+        let body = run(&cli, a.owner, &a, &query, json!({})).await;
+        assert_eq!(code(&body), Some("LIMIT_EXCEEDED"), "first {first}: {body}");
+    }
+    // A realistic explorer query fits.
+    data(&cli, a.owner, &a, "{ graphNodes(first: 10) { nodes { outgoing(first: 10) { nodes { target { outgoing(first: 10) { nodes { target { name } } } } } } } } }", json!({})).await;
 }

@@ -12,7 +12,7 @@ use poem::test::TestClient;
 use research_graph::auth::Authenticator;
 use research_graph::db::{Database, PoolSettings};
 use research_graph::features::Features;
-use research_graph::graphql::{build_schema, sdl};
+use research_graph::graphql::{build_schema, sdl, Limits};
 use research_graph::http::{router, AppState};
 use research_graph::tenants::settings::{SettingsCache, SETTINGS_TTL};
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 fn client(db: Database, dev: bool) -> TestClient<impl poem::Endpoint> {
     TestClient::new(router(Arc::new(AppState {
         db,
-        schema: build_schema(dev),
+        schema: build_schema(dev, &Limits::default()),
         graphiql: dev,
         auth: Authenticator::Dev,
         features: Features::default(),

@@ -210,7 +210,9 @@ impl GraphNode {
     }
 
     /// Relations from this node.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn outgoing(
         &self,
@@ -234,7 +236,9 @@ impl GraphNode {
     }
 
     /// Relations to this node.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn incoming(
         &self,
@@ -258,7 +262,9 @@ impl GraphNode {
     }
 
     /// Relations in the given direction (both by default).
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn relations(
         &self,
@@ -288,7 +294,9 @@ impl GraphNode {
     }
 
     /// Where this entity is mentioned, with the evidence.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     async fn mentions(
         &self,
         ctx: &Context<'_>,
@@ -302,7 +310,9 @@ impl GraphNode {
     }
 
     /// Papers that mention this entity.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn papers(
         &self,
@@ -937,7 +947,7 @@ impl GraphQuery {
     /// The tenant's entities.
     #[graphql(
         guard = "MemberGuard",
-        complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize"
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
     )]
     #[allow(clippy::too_many_arguments)]
     async fn graph_nodes(
@@ -959,7 +969,7 @@ impl GraphQuery {
     /// The tenant's relations.
     #[graphql(
         guard = "MemberGuard",
-        complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize"
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
     )]
     #[allow(clippy::too_many_arguments)]
     async fn graph_edges(

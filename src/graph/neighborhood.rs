@@ -49,7 +49,7 @@ impl NeighborhoodQuery {
     /// of them, with the relations among them. Null when the node does not exist here.
     #[graphql(
         guard = "MemberGuard",
-        complexity = "child_complexity * limit.unwrap_or(200).max(1) as usize"
+        complexity = "child_complexity.saturating_mul(limit.unwrap_or(200).max(1) as usize).min(1 << 32)"
     )]
     async fn neighborhood(
         &self,

@@ -22,6 +22,10 @@ use crate::papers::{PaperMutation, PaperQuery};
 use crate::search::SearchQuery;
 use crate::tenants::{TenantMutation, TenantQuery};
 
+pub mod limits;
+
+pub use limits::Limits;
+
 /// The root query type, merged from the domain modules.
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -46,18 +50,30 @@ pub struct Mutation(
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema. `introspection` is on in development and off by default in production.
-pub fn build_schema(introspection: bool) -> AppSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
+/// Builds the schema with `limits`: depth, complexity, recursion depth and directives per
+/// field are enforced by async-graphql, and the limits are schema data, so resolvers read
+/// them with `ctx.data_unchecked::<Limits>()` (connections: `max_page_size`). `introspection`
+/// (and field suggestions with it) is on in development and off by default in production.
+pub fn build_schema(introspection: bool, limits: &Limits) -> AppSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(limits.max_recursive_depth)
+        .limit_directives(limits.max_directives)
+        .extension(limits::StopAfterValidation)
+        .data(*limits);
     if !introspection {
-        builder = builder.disable_introspection().disable_suggestions();
+        builder = builder
+            .disable_introspection()
+            .disable_suggestions()
+            .data(limits::IntrospectionOff);
     }
     builder.finish()
 }
 
 /// The schema as sorted SDL: what `schema.graphql` holds.
 pub fn sdl() -> String {
-    build_schema(true).sdl_with_options(
+    build_schema(true, &Limits::default()).sdl_with_options(
         SDLExportOptions::new()
             .sorted_fields()
             .sorted_arguments()
@@ -81,18 +97,11 @@ pub fn with_request_data(
         .data(settings_cache)
 }
 
-/// Largest `first`/`last` a connection serves when the request data names no other.
-pub const DEFAULT_MAX_PAGE_SIZE: usize = 100;
-
-/// The configured maximum page size of a request.
-#[derive(Clone, Copy, Debug)]
-pub struct MaxPageSize(pub usize);
-
-/// The page-size clamp for connections in this request.
+/// The page-size clamp for connections (`GRAPHQL_MAX_PAGE_SIZE`, from the schema's limits).
 pub fn max_page_size(ctx: &Context<'_>) -> usize {
-    ctx.data_opt::<MaxPageSize>()
-        .map(|m| m.0)
-        .unwrap_or(DEFAULT_MAX_PAGE_SIZE)
+    ctx.data_opt::<Limits>()
+        .map(|l| l.max_page_size)
+        .unwrap_or_else(|| Limits::default().max_page_size)
 }
 
 /// The outcome of a write that returns its row: the row, or why there is none. Row-level

@@ -141,7 +141,9 @@ impl Insight {
     }
 
     /// The entities the insight rests on.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     async fn supporting_nodes(
         &self,
         ctx: &Context<'_>,
@@ -161,7 +163,9 @@ impl Insight {
     }
 
     /// The relations the insight rests on.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     async fn supporting_edges(
         &self,
         ctx: &Context<'_>,
@@ -337,7 +341,7 @@ impl InsightQuery {
     /// The tenant's insights.
     #[graphql(
         guard = "MemberGuard",
-        complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize"
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
     )]
     #[allow(clippy::too_many_arguments)]
     async fn insights(

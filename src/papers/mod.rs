@@ -168,7 +168,9 @@ impl Paper {
     }
 
     /// The paper's sections, in reading order.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     async fn sections(
         &self,
         ctx: &Context<'_>,
@@ -191,7 +193,9 @@ impl Paper {
     }
 
     /// The entities mentioned in the paper.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn nodes(
         &self,
@@ -218,7 +222,9 @@ impl Paper {
     }
 
     /// Insights resting on entities mentioned in the paper.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn insights(
         &self,
@@ -301,7 +307,9 @@ impl PaperSection {
     }
 
     /// Entities mentioned in this section, with their evidence.
-    #[graphql(complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize")]
+    #[graphql(
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
+    )]
     async fn mentions(
         &self,
         ctx: &Context<'_>,
@@ -566,7 +574,7 @@ impl PaperQuery {
     /// The tenant's papers.
     #[graphql(
         guard = "MemberGuard",
-        complexity = "child_complexity * first.or(last).unwrap_or(20).max(1) as usize"
+        complexity = "child_complexity.saturating_mul(first.or(last).unwrap_or(20).max(1) as usize).min(1 << 32)"
     )]
     #[allow(clippy::too_many_arguments)]
     async fn papers(

@@ -8,7 +8,7 @@ use poem::test::{TestClient, TestResponse};
 use research_graph::auth::{Authenticator, JwtSettings, JwtVerifier};
 use research_graph::db::Database;
 use research_graph::features::Features;
-use research_graph::graphql::build_schema;
+use research_graph::graphql::{build_schema, Limits};
 use research_graph::http::{router, AppState};
 use research_graph::ids::{Role, UserId};
 use research_graph::tenants::settings::{SettingsCache, SETTINGS_TTL};
@@ -58,7 +58,7 @@ pub fn hs256_settings() -> JwtSettings {
 pub fn app(db: &Database, options: AppOptions) -> Client {
     let endpoint = router(Arc::new(AppState {
         db: db.clone(),
-        schema: build_schema(true),
+        schema: build_schema(true, &Limits::default()),
         graphiql: false,
         auth: options.auth,
         features: options.features,
