@@ -24,6 +24,7 @@ pub mod papers;
 pub mod search;
 pub mod telemetry;
 pub mod tenants;
+pub mod usage;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

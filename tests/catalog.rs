@@ -17,6 +17,7 @@ const KNOWN_DEFINER_FUNCTIONS: &[&str] = &[
     "app.keep_an_owner",
     "app.member_role",
     "app.my_tenants",
+    "app.roll_up_usage",
     "app.set_default_tenant",
     "app.tenant_for_slug",
 ];

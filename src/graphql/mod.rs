@@ -36,6 +36,7 @@ pub struct Query(
     NeighborhoodQuery,
     InsightQuery,
     SearchQuery,
+    crate::usage::UsageQuery,
 );
 
 /// The root mutation type, merged from the domain modules.

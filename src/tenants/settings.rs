@@ -87,6 +87,8 @@ pub struct TenantSettings {
     pub monthly_token_limit: Option<i64>,
     /// Soft (report) or hard (block) limits.
     pub limit_mode: LimitMode,
+    /// Members (not only owners) may see the tenant's usage.
+    pub usage_visible_to_members: bool,
     /// Whether a bring-your-own API key is stored.
     pub has_api_key: bool,
     /// The provider of the stored key.
@@ -101,7 +103,8 @@ const SELECT: &str = "\
 SELECT extraction_model, resolution_model, reasoning_model, gleaning_enabled, execution_mode,
        confidence_threshold, similarity_threshold, reasoning_max_depth,
        daily_cost_limit_micros, monthly_cost_limit_micros, daily_token_limit, monthly_token_limit,
-       limit_mode, api_key_ciphertext IS NOT NULL, api_key_provider, api_key_last4, updated_at
+       limit_mode, api_key_ciphertext IS NOT NULL, api_key_provider, api_key_last4, updated_at,
+       usage_visible_to_members
 FROM app.tenant_settings";
 
 fn from_row(row: &Row) -> TenantSettings {
@@ -131,6 +134,7 @@ fn from_row(row: &Row) -> TenantSettings {
         api_key_provider: row.get(14),
         api_key_last4: row.get(15),
         updated_at: row.get(16),
+        usage_visible_to_members: row.get(17),
     }
 }
 
@@ -188,6 +192,8 @@ pub struct TenantSettingsInput {
     pub monthly_token_limit: MaybeUndefined<i64>,
     /// Soft or hard limits.
     pub limit_mode: Option<LimitMode>,
+    /// Members may see usage.
+    pub usage_visible_to_members: Option<bool>,
 }
 
 /// An input that breaks a rule, with a message for the client.
@@ -272,6 +278,9 @@ pub fn apply(
     if let Some(mode) = input.limit_mode {
         next.limit_mode = mode;
     }
+    if let Some(visible) = input.usage_visible_to_members {
+        next.usage_visible_to_members = visible;
+    }
     Ok(next)
 }
 
@@ -285,7 +294,7 @@ static UPDATE: LazyLock<String> = LazyLock::new(|| {
                  similarity_threshold = $7, reasoning_max_depth = $8,
                  daily_cost_limit_micros = $9, monthly_cost_limit_micros = $10,
                  daily_token_limit = $11, monthly_token_limit = $12, limit_mode = $13,
-                 updated_at = now(), updated_by = app.user_id()
+                 usage_visible_to_members = $14, updated_at = now(), updated_by = app.user_id()
              RETURNING *)
          {}",
         SELECT.replace("FROM app.tenant_settings", "FROM updated")
@@ -316,6 +325,7 @@ pub async fn store(
                 &next.daily_token_limit,
                 &next.monthly_token_limit,
                 &next.limit_mode.as_str(),
+                &next.usage_visible_to_members,
             ],
         )
         .await?;

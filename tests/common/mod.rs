@@ -308,6 +308,13 @@ pub async fn seed_tenant(t: &TestDb, slug: &str, doi: &str, node_key: &str) -> S
         )
         .await
         .expect("usage event"));
+    s.execute(
+        "INSERT INTO app.usage_reservations (tenant_id, cost_micros, tokens, expires_at) \
+         VALUES ($1, 0, 0, now() - interval '1 day')",
+        &[&tid],
+    )
+    .await
+    .expect("expired reservation");
     s.commit().await.expect("commit seed");
     Seeded {
         tenant,
