@@ -311,3 +311,38 @@ async fn policies_wrap_function_calls_in_sub_selects() {
         "policy calls become InitPlans:\n{plan}"
     );
 }
+
+/// The hosted part's role may read usage (and tenant names) of every tenant, and nothing else.
+#[tokio::test]
+async fn the_platform_role_reads_usage_only() {
+    let t = TestDb::new().await;
+    let app = t.app_client().await;
+    let tables = strings(
+        &app,
+        "SELECT c.relname || ':' || p.privilege_type FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace, \
+         LATERAL (SELECT unnest(ARRAY['SELECT','INSERT','UPDATE','DELETE','TRUNCATE']) AS privilege_type) p \
+         WHERE n.nspname = 'app' AND c.relkind = 'r' \
+           AND has_table_privilege('rg_platform', c.oid, p.privilege_type) ORDER BY 1",
+    )
+    .await;
+    assert_eq!(tables, ["usage_daily:SELECT", "usage_events:SELECT"]);
+    let columns = strings(
+        &app,
+        "SELECT attname::text FROM pg_attribute WHERE attrelid = 'app.tenants'::regclass AND attnum > 0 \
+         AND NOT attisdropped AND has_column_privilege('rg_platform', attrelid, attnum, 'SELECT') ORDER BY 1",
+    )
+    .await;
+    assert_eq!(columns, ["id", "name", "slug"]);
+    let role = app
+        .query_one(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'rg_platform'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (role.get::<_, bool>(0), role.get::<_, bool>(1)),
+        (false, false)
+    );
+}

@@ -51,6 +51,8 @@ pub enum TokenError {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Verifies bearer tokens.
@@ -112,6 +114,15 @@ impl JwtVerifier {
 
     /// Verifies `token` and returns its user.
     pub async fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+        Ok(self.verify_claims(token).await?.0)
+    }
+
+    /// Verifies `token` and returns its user and its other claims (for extensions that
+    /// authorise on a claim, such as the hosted part's platform operators).
+    pub async fn verify_claims(
+        &self,
+        token: &str,
+    ) -> Result<(UserId, serde_json::Map<String, serde_json::Value>), TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Invalid("malformed".into()))?;
         let alg = header.alg;
         if !self.settings.algorithms.contains(&alg) {
@@ -147,7 +158,7 @@ impl JwtVerifier {
             .map_err(|e| TokenError::Invalid(describe(e.kind())))?;
         let user = Uuid::parse_str(&data.claims.sub)
             .map_err(|_| TokenError::Invalid("sub is not a user id".into()))?;
-        Ok(UserId(user))
+        Ok((UserId(user), data.claims.rest))
     }
 }
 
