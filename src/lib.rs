@@ -19,6 +19,7 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod insights;
+pub mod llm;
 pub mod money;
 pub mod papers;
 pub mod search;
