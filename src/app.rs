@@ -8,7 +8,7 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::Server;
 
 use crate::auth::{Authenticator, JwtVerifier};
-use crate::config::{DatabaseArgs, EncryptionArgs, ServeArgs};
+use crate::config::{DatabaseArgs, EncryptionArgs, RotateArgs, ServeArgs};
 use crate::crypto::{KeyRing, ScryptCost};
 use crate::db::admin::AdminConnection;
 use crate::db::local::{LocalOptions, LocalPostgres, SUPERUSER};
@@ -113,6 +113,41 @@ pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `research-graph keys rotate`: re-encrypts every stored API key under the current key id,
+/// in one transaction, and prints how many were rotated.
+pub async fn rotate_keys(args: RotateArgs) -> anyhow::Result<()> {
+    let ring = key_ring(&args.encryption).await?.context(
+        "keys rotate needs ENCRYPTION_KEY (and ENCRYPTION_PREVIOUS_KEYS for the older keys)",
+    )?;
+    let target = DatabaseTarget::open(&args.database).await?;
+    let result = rotate_with(&target, &ring).await;
+    target.shutdown().await;
+    let rotation = result?;
+    println!(
+        "rotated {} API keys to key id {} ({} already used it)",
+        rotation.rotated,
+        ring.current_id(),
+        rotation.current
+    );
+    Ok(())
+}
+
+async fn rotate_with(
+    target: &DatabaseTarget,
+    ring: &KeyRing,
+) -> anyhow::Result<crate::db::admin::KeyRotation> {
+    let admin = target
+        .admin
+        .as_ref()
+        .context("keys rotate needs ADMIN_DATABASE_URL (a privileged login)")?;
+    let mut admin = AdminConnection::connect(admin)
+        .await
+        .context("cannot connect with the privileged (migration) settings")?;
+    let result = admin.rotate_api_keys(ring).await;
+    admin.close().await;
+    Ok(result?)
 }
 
 /// The key ring of `ENCRYPTION_*`, derived at the OWASP cost on a blocking thread (scrypt is

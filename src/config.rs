@@ -30,6 +30,36 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending migrations and exit.
     Migrate(DatabaseArgs),
+    /// Manage the master keys that encrypt tenants' API keys.
+    Keys(KeysArgs),
+}
+
+/// `research-graph keys …`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// What to do with the keys.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// The `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored API key under the current key id (ENCRYPTION_KEY_ID), opening
+    /// them with the current and previous keys; needs ADMIN_DATABASE_URL. Safe to run again.
+    Rotate(RotateArgs),
+}
+
+/// `research-graph keys rotate`.
+#[derive(Clone, Debug, Args)]
+pub struct RotateArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The master keys.
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
 }
 
 /// The master keys that encrypt tenants' API keys at rest.
