@@ -8,7 +8,8 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::Server;
 
 use crate::auth::{Authenticator, JwtVerifier};
-use crate::config::{DatabaseArgs, ServeArgs};
+use crate::config::{DatabaseArgs, EncryptionArgs, RotateArgs, ServeArgs};
+use crate::crypto::{KeyRing, ScryptCost};
 use crate::db::admin::AdminConnection;
 use crate::db::local::{LocalOptions, LocalPostgres, SUPERUSER};
 use crate::db::Database;
@@ -114,12 +115,76 @@ pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `research-graph keys rotate`: re-encrypts every stored API key under the current key id,
+/// in one transaction, and prints how many were rotated.
+pub async fn rotate_keys(args: RotateArgs) -> anyhow::Result<()> {
+    let ring = key_ring(&args.encryption).await?.context(
+        "keys rotate needs ENCRYPTION_KEY (and ENCRYPTION_PREVIOUS_KEYS for the older keys)",
+    )?;
+    let target = DatabaseTarget::open(&args.database).await?;
+    let result = rotate_with(&target, &ring).await;
+    target.shutdown().await;
+    let rotation = result?;
+    println!(
+        "rotated {} API keys to key id {} ({} already used it)",
+        rotation.rotated,
+        ring.current_id(),
+        rotation.current
+    );
+    Ok(())
+}
+
+async fn rotate_with(
+    target: &DatabaseTarget,
+    ring: &KeyRing,
+) -> anyhow::Result<crate::db::admin::KeyRotation> {
+    let admin = target
+        .admin
+        .as_ref()
+        .context("keys rotate needs ADMIN_DATABASE_URL (a privileged login)")?;
+    let mut admin = AdminConnection::connect(admin)
+        .await
+        .context("cannot connect with the privileged (migration) settings")?;
+    let result = admin.rotate_api_keys(ring).await;
+    admin.close().await;
+    Ok(result?)
+}
+
+/// The key ring of `ENCRYPTION_*`, derived at the OWASP cost on a blocking thread (scrypt is
+/// slow on purpose); `None` when ENCRYPTION_KEY is not set.
+pub async fn key_ring(args: &EncryptionArgs) -> anyhow::Result<Option<Arc<KeyRing>>> {
+    let Some((current, previous)) = args.key_specs().map_err(anyhow::Error::msg)? else {
+        return Ok(None);
+    };
+    let ring = tokio::task::spawn_blocking(move || {
+        KeyRing::derive(&current, &previous, ScryptCost::Owasp)
+    })
+    .await
+    .context("key derivation panicked")??;
+    tracing::info!(
+        current_key_id = ring.current_id(),
+        key_ids = ?ring.key_ids(),
+        "API key encryption ready"
+    );
+    Ok(Some(Arc::new(ring)))
+}
+
 /// `research-graph serve`.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Configuration errors first, before any database is started.
     let (auth, join_role) = authentication(&args).await?;
+    if args.features.multi_tenant && args.encryption.encryption_key.is_none() {
+        anyhow::bail!(
+            "ENABLE_MULTI_TENANT needs ENCRYPTION_KEY (the master secret that encrypts tenants' \
+             API keys)"
+        );
+    }
+    let key_ring = key_ring(&args.encryption).await?;
+    if key_ring.is_none() {
+        tracing::info!("ENCRYPTION_KEY not set: tenants cannot store API keys");
+    }
     let target = DatabaseTarget::open(&args.database).await?;
-    let result = run_server(&args, &target, auth, join_role).await;
+    let result = run_server(&args, &target, auth, join_role, key_ring).await;
     target.shutdown().await;
     result
 }
@@ -156,6 +221,7 @@ async fn run_server(
     target: &DatabaseTarget,
     auth: Authenticator,
     join_role: Option<Role>,
+    key_ring: Option<Arc<KeyRing>>,
 ) -> anyhow::Result<()> {
     let app_config = target
         .app
@@ -191,6 +257,7 @@ async fn run_server(
         features: args.features,
         join_role,
         settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 10_000)),
+        key_ring,
     });
     let shutdown = shutdown_signal()?;
     let acceptor = TcpListener::bind((args.host.as_str(), args.port))

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use jsonwebtoken::Algorithm;
 
 use crate::auth::JwtSettings;
+use crate::crypto::{KeyRingError, KeySpec, SecretString};
 use crate::db::PoolSettings;
 use crate::features::Features;
 use crate::graphql::Limits;
@@ -29,6 +30,80 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending migrations and exit.
     Migrate(DatabaseArgs),
+    /// Manage the master keys that encrypt tenants' API keys.
+    Keys(KeysArgs),
+}
+
+/// `research-graph keys …`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// What to do with the keys.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// The `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored API key under the current key id (ENCRYPTION_KEY_ID), opening
+    /// them with the current and previous keys; needs ADMIN_DATABASE_URL. Safe to run again.
+    Rotate(RotateArgs),
+}
+
+/// `research-graph keys rotate`.
+#[derive(Clone, Debug, Args)]
+pub struct RotateArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The master keys.
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
+}
+
+/// The master keys that encrypt tenants' API keys at rest.
+#[derive(Clone, Debug, Args)]
+pub struct EncryptionArgs {
+    /// Master secret (at least 16 bytes, long and random) from which the key that encrypts
+    /// tenants' API keys is derived. Required with ENABLE_MULTI_TENANT.
+    #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<SecretString>,
+
+    /// Key id of ENCRYPTION_KEY, written into every value it encrypts.
+    #[arg(long, env = "ENCRYPTION_KEY_ID", default_value_t = 1)]
+    pub encryption_key_id: u16,
+
+    /// Older master keys that still decrypt, as comma-separated `id:secret` pairs (during a
+    /// rotation).
+    #[arg(long, env = "ENCRYPTION_PREVIOUS_KEYS", hide_env_values = true)]
+    pub encryption_previous_keys: Option<SecretString>,
+}
+
+impl EncryptionArgs {
+    /// The current key and the previous ones, or `None` when ENCRYPTION_KEY is not set.
+    pub fn key_specs(&self) -> Result<Option<(KeySpec, Vec<KeySpec>)>, String> {
+        let previous = self
+            .encryption_previous_keys
+            .as_ref()
+            .map(KeySpec::parse_list)
+            .transpose()
+            .map_err(|e: KeyRingError| e.to_string())?
+            .unwrap_or_default();
+        let Some(secret) = &self.encryption_key else {
+            if !previous.is_empty() {
+                return Err(
+                    "ENCRYPTION_PREVIOUS_KEYS needs ENCRYPTION_KEY (the current key)".into(),
+                );
+            }
+            return Ok(None);
+        };
+        let current = KeySpec {
+            id: self.encryption_key_id,
+            secret: secret.clone(),
+        };
+        Ok(Some((current, previous)))
+    }
 }
 
 /// Where the database is.
@@ -117,6 +192,10 @@ pub struct ServeArgs {
     /// Limits on GraphQL requests.
     #[command(flatten)]
     pub limits: Limits,
+
+    /// The master keys that encrypt tenants' API keys.
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
 
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]

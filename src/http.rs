@@ -29,6 +29,7 @@ use poem::web::{Data, Html, Path};
 use poem::{get, handler, Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 
 use crate::auth::{Authenticator, Caller};
+use crate::crypto::KeyRing;
 use crate::db::{Database, TenantSession};
 use crate::features::Features;
 use crate::graphql::limits::{self, IntrospectionOff};
@@ -55,6 +56,9 @@ pub struct AppState {
     pub join_role: Option<Role>,
     /// Per-process cache of tenant settings, keyed by tenant.
     pub settings_cache: Arc<SettingsCache>,
+    /// The master keys that encrypt tenants' API keys (`None`: no ENCRYPTION_KEY, so API keys
+    /// cannot be stored).
+    pub key_ring: Option<Arc<KeyRing>>,
 }
 
 impl AppState {
@@ -502,6 +506,7 @@ async fn execute(
         &session,
         state.features,
         Arc::clone(&state.settings_cache),
+        state.key_ring.clone(),
     );
     let mut response = state.schema.execute(request).await;
     // The request's data (holding the other reference) is dropped once execution ends.

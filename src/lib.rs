@@ -12,6 +12,7 @@ pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod features;
 pub mod graph;

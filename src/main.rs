@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use research_graph::config::{Cli, Command};
+use research_graph::config::{Cli, Command, KeysCommand};
 use research_graph::{app, telemetry};
 
 #[tokio::main]
@@ -14,6 +14,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => app::serve(*args).await,
         Command::Migrate(args) => app::migrate(args).await,
+        Command::Keys(keys) => match keys.command {
+            KeysCommand::Rotate(args) => app::rotate_keys(args).await,
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,6 +73,7 @@ async fn execute(t: &TestDb, a: &Seeded, query: &str, vars: Value) -> (Value, us
         &session,
         Features::default(),
         Arc::new(SettingsCache::new(SETTINGS_TTL, 10)),
+        None,
     );
     let response = schema.execute(request).await;
     assert!(response.errors.is_empty(), "{:?}", response.errors);

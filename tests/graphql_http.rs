@@ -36,6 +36,7 @@ fn state(db: Database, dev: bool, limits: Limits) -> Arc<AppState> {
         features: Features::default(),
         join_role: None,
         settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 100)),
+        key_ring: None,
     })
 }
 

@@ -27,6 +27,7 @@ fn client(db: Database, dev: bool) -> TestClient<impl poem::Endpoint> {
         features: Features::default(),
         join_role: None,
         settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 100)),
+        key_ring: None,
     })))
 }
 

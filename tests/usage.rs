@@ -425,3 +425,57 @@ async fn no_usage_event_is_lost_while_the_database_is_down() {
     drop(db);
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }
+
+/// A rough timing of the `usage` API over one million events of one tenant (the figures are in
+/// docs/BENCHMARKS.md): `cargo test --test usage -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn timing_on_a_million_events() {
+    let t = TestDb::new().await;
+    let a = seed_tenant(&t, "alpha", "10.1/a", "k").await;
+    let su = t.superuser().await;
+    let started = std::time::Instant::now();
+    su.execute(
+        "INSERT INTO app.usage_events (tenant_id, occurred_at, stage, agent, provider, model, input_tokens,
+             cached_tokens, output_tokens, thinking_tokens, base_cost_micros, billed_cost_micros, execution_mode, idempotency_key)
+         SELECT $1, now() - (g % 60) * interval '1 day' - (g % 86400) * interval '1 second',
+                (ARRAY['extract','resolve','reason'])[1 + g % 3], 'agent', 'gemini',
+                (ARRAY['gemini-2.5-flash','gemini-2.5-pro'])[1 + g % 2],
+                1000 + g % 500, g % 200, 300, g % 50, 900 + g % 100, 1100 + g % 100, 'hosted', 'bench-' || g
+         FROM generate_series(1, 1000000) g",
+        &[&a.tenant.0],
+    )
+    .await
+    .unwrap();
+    su.batch_execute("VACUUM ANALYZE app.usage_events; VACUUM ANALYZE app.usage_daily")
+        .await
+        .unwrap();
+    println!(
+        "inserted 1,000,000 events (rolled up by the trigger) in {:?}",
+        started.elapsed()
+    );
+    let cli = app(&t.db, AppOptions::multi_tenant());
+    let h = [("x-tenant-id", a.tenant.to_string())];
+    let from = (Utc::now() - chrono::Duration::days(30))
+        .date_naive()
+        .to_string();
+    let to = Utc::now().date_naive().to_string();
+    for (name, query) in [
+        ("summary of the month", "{ usage { summary { events totalTokens billedCost } } }".to_owned()),
+        ("stats by day and model, 30 days", format!("{{ usage {{ stats(from: \"{from}\", to: \"{to}\", groupBy: [DAY, MODEL]) {{ day model totals {{ events billedCost }} }} }} }}")),
+        ("limits", "{ usage { limits { state } } }".to_owned()),
+        ("newest 20 events", "{ usage { events(first: 20) { nodes { occurredAt model billedCost } } } }".to_owned()),
+        ("events of one model, 20, with totalCount", "{ usage { events(first: 20, filter: { model: \"gemini-2.5-pro\" }) { totalCount nodes { occurredAt } } } }".to_owned()),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let (status, body) = gql(&cli, "/graphql", Some(&token(a.owner)), &h, &query, json!({})).await;
+            times.push(started.elapsed());
+            assert_eq!(status, 200, "{body}");
+            assert!(body.get("errors").is_none(), "{body}");
+        }
+        times.sort();
+        println!("{name}: median {:?}", times[2]);
+    }
+}

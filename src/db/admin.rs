@@ -1,4 +1,5 @@
-//! The privileged path: migrations and the development bootstrap, nothing else.
+//! The privileged path: migrations, the development bootstrap and the re-encryption of stored
+//! API keys under a new master key, nothing else.
 //!
 //! It connects as the migration login (a superuser, or a database owner with CREATEROLE), which
 //! is never used to serve requests. Keeping it in its own type makes every use easy to find.
@@ -6,6 +7,7 @@
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::DbError;
+use crate::crypto::{CryptoError, KeyRing};
 use crate::ids::{TenantId, UserId};
 
 mod embedded {
@@ -19,6 +21,15 @@ const MIGRATION_LOCK: i64 = 0x7267_6d69_6772_6174; // "rgmigrat"
 pub struct AdminConnection {
     client: Client,
     connection: tokio::task::JoinHandle<()>,
+}
+
+/// What a key rotation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRotation {
+    /// Stored API keys re-encrypted under the current key id.
+    pub rotated: usize,
+    /// Stored API keys already under the current key id (checked, left as they were).
+    pub current: usize,
 }
 
 /// What a migration run did.
@@ -79,6 +90,65 @@ impl AdminConnection {
         Ok(())
     }
 
+    /// Re-encrypts every tenant's stored API key under `ring`'s current key id, in one
+    /// transaction: each is opened with the ring (current or previous keys, the tenant as
+    /// associated data) and sealed again unless it already uses the current id. A key that does
+    /// not open aborts the whole rotation and changes nothing. Running it again rotates nothing.
+    ///
+    /// The transaction acts as the tables' owner `rg_owner` with row-level security not forced
+    /// on `app.tenant_settings` (so a non-superuser migration login sees every row too), and
+    /// forces it again before committing; the table is locked meanwhile.
+    pub async fn rotate_api_keys(&mut self, ring: &KeyRing) -> Result<KeyRotation, RotateError> {
+        let tx = self.client.transaction().await.map_err(DbError::from)?;
+        tx.batch_execute(
+            "SET LOCAL lock_timeout = '10s'; SET LOCAL ROLE rg_owner; \
+             ALTER TABLE app.tenant_settings NO FORCE ROW LEVEL SECURITY",
+        )
+        .await
+        .map_err(DbError::from)?;
+        let rows = tx
+            .query(
+                "SELECT tenant_id, api_key_ciphertext FROM app.tenant_settings \
+                 WHERE api_key_ciphertext IS NOT NULL ORDER BY tenant_id",
+                &[],
+            )
+            .await
+            .map_err(DbError::from)?;
+        let mut tenants = Vec::new();
+        let mut sealed = Vec::new();
+        let mut current = 0;
+        for row in rows {
+            let tenant = TenantId(row.get(0));
+            let stored: &[u8] = row.get(1);
+            let failed = |error| RotateError::Crypto { tenant, error };
+            let plaintext = ring.decrypt(tenant, stored).map_err(failed)?;
+            if KeyRing::key_id(stored).map_err(failed)? == ring.current_id() {
+                current += 1;
+                continue;
+            }
+            sealed.push(ring.encrypt(tenant, &plaintext).map_err(failed)?);
+            tenants.push(tenant.0);
+        }
+        if !tenants.is_empty() {
+            tx.execute(
+                "UPDATE app.tenant_settings s SET api_key_ciphertext = u.sealed \
+                 FROM unnest($1::uuid[], $2::bytea[]) AS u (tenant_id, sealed) \
+                 WHERE s.tenant_id = u.tenant_id",
+                &[&tenants, &sealed],
+            )
+            .await
+            .map_err(DbError::from)?;
+        }
+        tx.batch_execute("ALTER TABLE app.tenant_settings FORCE ROW LEVEL SECURITY")
+            .await
+            .map_err(DbError::from)?;
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(KeyRotation {
+            rotated: tenants.len(),
+            current,
+        })
+    }
+
     /// Creates database `name` if it does not exist (used on the local cluster).
     pub async fn ensure_database(&self, name: &str) -> Result<bool, DbError> {
         let exists = self
@@ -106,6 +176,22 @@ impl AdminConnection {
     pub fn client(&self) -> &Client {
         &self.client
     }
+}
+
+/// Key rotation failures; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// Could not talk to the database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A tenant's stored key does not open with the configured keys.
+    #[error("the stored API key of tenant {tenant} cannot be re-encrypted: {error}")]
+    Crypto {
+        /// The tenant.
+        tenant: TenantId,
+        /// Why.
+        error: CryptoError,
+    },
 }
 
 /// Migration failures.

@@ -20,7 +20,7 @@ use crate::ids::Role;
 use crate::insights::{InsightMutation, InsightQuery};
 use crate::papers::{PaperMutation, PaperQuery};
 use crate::search::SearchQuery;
-use crate::tenants::{TenantMutation, TenantQuery};
+use crate::tenants::{KeyMutation, TenantMutation, TenantQuery};
 
 pub mod limits;
 
@@ -43,6 +43,7 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     TenantMutation,
+    KeyMutation,
     PaperMutation,
     GraphMutation,
     InsightMutation,
@@ -82,20 +83,26 @@ pub fn sdl() -> String {
     )
 }
 
-/// Attaches what resolvers of one request need: its tenant session, the feature flags, and the
-/// per-process tenant-keyed caches. Per-request DataLoaders are created here too, so they can
-/// never batch or cache across requests or tenants.
+/// Attaches what resolvers of one request need: its tenant session, the feature flags, the
+/// per-process tenant-keyed caches, and the key ring when one is configured (resolvers take it
+/// as `Arc<KeyRing>`). Per-request DataLoaders are created here too, so they can never batch
+/// or cache across requests or tenants.
 pub fn with_request_data(
     request: async_graphql::Request,
     session: &Arc<TenantSession>,
     features: crate::features::Features,
     settings_cache: Arc<crate::tenants::settings::SettingsCache>,
+    key_ring: Option<Arc<crate::crypto::KeyRing>>,
 ) -> async_graphql::Request {
-    request
+    let request = request
         .data(Arc::clone(session))
         .data(loaders::request_loader(session))
         .data(features)
-        .data(settings_cache)
+        .data(settings_cache);
+    match key_ring {
+        Some(ring) => request.data(ring),
+        None => request,
+    }
 }
 
 /// The page-size clamp for connections (`GRAPHQL_MAX_PAGE_SIZE`, from the schema's limits).

@@ -1,11 +1,13 @@
-//! Tenants: which tenant a request runs in, membership and roles, settings, and their GraphQL
-//! surface (`viewer`, `myTenants`, tenant management mutations).
+//! Tenants: which tenant a request runs in, membership and roles, settings, bring-your-own API
+//! keys ([`keys`]), and their GraphQL surface (`viewer`, `myTenants`, tenant management
+//! mutations, `setApiKey`/`clearApiKey`).
 //!
 //! Resolution order (multi-tenant mode): the `x-tenant-id` header; the path `/t/{slug}/graphql`;
 //! the user's default tenant; the default tenant. Whatever is chosen, the database has the last
 //! word: the tenant session reads the user's role, and a non-member gets FORBIDDEN.
 
 mod graphql;
+pub mod keys;
 pub mod settings;
 
 use uuid::Uuid;
@@ -16,6 +18,7 @@ use crate::features::Features;
 use crate::ids::{TenantId, DEFAULT_TENANT};
 
 pub use graphql::{TenantMutation, TenantQuery};
+pub use keys::{tenant_api_key, KeyMutation};
 
 /// A validated tenant slug: 3 to 63 lowercase letters, digits and dashes, starting and ending
 /// with a letter or digit (the same rule as the database's CHECK constraint).

@@ -99,7 +99,8 @@ pub struct TenantSettings {
     pub updated_at: DateTime<Utc>,
 }
 
-const SELECT: &str = "\
+/// The settings row, read by [`from_row`].
+pub(super) const SELECT: &str = "\
 SELECT extraction_model, resolution_model, reasoning_model, gleaning_enabled, execution_mode,
        confidence_threshold, similarity_threshold, reasoning_max_depth,
        daily_cost_limit_micros, monthly_cost_limit_micros, daily_token_limit, monthly_token_limit,
@@ -107,7 +108,8 @@ SELECT extraction_model, resolution_model, reasoning_model, gleaning_enabled, ex
        usage_visible_to_members
 FROM app.tenant_settings";
 
-fn from_row(row: &Row) -> TenantSettings {
+/// A row in the shape of [`SELECT`].
+pub(super) fn from_row(row: &Row) -> TenantSettings {
     TenantSettings {
         extraction_model: row.get(0),
         resolution_model: row.get(1),

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use poem::test::{TestClient, TestResponse};
 use research_graph::auth::{Authenticator, JwtSettings, JwtVerifier};
+use research_graph::crypto::KeyRing;
 use research_graph::db::Database;
 use research_graph::features::Features;
 use research_graph::graphql::{build_schema, Limits};
@@ -54,8 +55,13 @@ pub fn hs256_settings() -> JwtSettings {
     }
 }
 
-/// The router over `db`.
+/// The router over `db`, without a key ring (API keys cannot be stored).
 pub fn app(db: &Database, options: AppOptions) -> Client {
+    app_with_keys(db, options, None)
+}
+
+/// The router over `db` with `key_ring` for API keys.
+pub fn app_with_keys(db: &Database, options: AppOptions, key_ring: Option<Arc<KeyRing>>) -> Client {
     let endpoint = router(Arc::new(AppState {
         db: db.clone(),
         schema: build_schema(true, &Limits::default()),
@@ -64,6 +70,7 @@ pub fn app(db: &Database, options: AppOptions) -> Client {
         features: options.features,
         join_role: options.join_role,
         settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 100)),
+        key_ring,
     }));
     TestClient::new(poem::EndpointExt::boxed(
         poem::EndpointExt::map_to_response(endpoint),
