@@ -173,6 +173,8 @@ pub async fn key_ring(args: &EncryptionArgs) -> anyhow::Result<Option<Arc<KeyRin
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Configuration errors first, before any database is started.
     let (auth, join_role) = authentication(&args).await?;
+    let pricing = pricing(&args)?;
+    tracing::info!(markup_percent = pricing.markup_percent(), "prices loaded");
     if args.features.multi_tenant && args.encryption.encryption_key.is_none() {
         anyhow::bail!(
             "ENABLE_MULTI_TENANT needs ENCRYPTION_KEY (the master secret that encrypts tenants' \
@@ -187,6 +189,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let result = run_server(&args, &target, auth, join_role, key_ring).await;
     target.shutdown().await;
     result
+}
+
+/// The price list: the shipped one with `PRICING_FILE` laid over it. An invalid file stops the
+/// start, since every model call is priced from it.
+pub fn pricing(args: &ServeArgs) -> anyhow::Result<crate::usage::pricing::Pricing> {
+    let operator = match &args.pricing_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read PRICING_FILE {}", path.display()))?,
+        ),
+        None => None,
+    };
+    crate::usage::pricing::Pricing::load(operator.as_deref()).context("invalid PRICING_FILE")
 }
 
 /// How requests will be authenticated, and the single-tenant join role.

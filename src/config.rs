@@ -172,6 +172,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RG_PRODUCTION", value_parser = BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub production: bool,
 
+    /// An operator's pricing file, laid over the shipped pricing.toml (same format).
+    #[arg(long, env = "PRICING_FILE")]
+    pub pricing_file: Option<PathBuf>,
+
     /// GraphQL introspection (and field suggestions); default: on with --dev, off otherwise.
     #[arg(long, env = "RG_INTROSPECTION", value_parser = BoolishValueParser::new())]
     pub introspection: Option<bool>,
