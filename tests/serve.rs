@@ -344,6 +344,11 @@ fn serve_refuses_unsafe_configurations() {
             vec![("SINGLE_TENANT_JOIN_ROLE", "owner")],
             "SINGLE_TENANT_JOIN_ROLE",
         ),
+        (
+            vec!["--dev"],
+            vec![("PRICING_FILE", "/nonexistent/pricing.toml")],
+            "PRICING_FILE",
+        ),
     ] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_research-graph"));
         command
