@@ -70,8 +70,10 @@ GRANT SELECT, INSERT, UPDATE ON app.usage_daily TO rg_definer;
 GRANT SELECT, INSERT, UPDATE, DELETE ON app.usage_reservations TO rg_app;
 SET LOCAL ROLE rg_definer;
 
--- Adds each new usage event to its day's rollup row. SECURITY DEFINER so that the application
--- role, which may only insert events, cannot write rollups directly.
+-- Adds the events of each INSERT statement to their days' rollup rows: one upsert per rollup
+-- key and statement (a transition table), not one per event, so a batch of events touching the
+-- same key updates its row once. SECURITY DEFINER so that the application role, which may only
+-- insert events, cannot write rollups directly.
 CREATE FUNCTION app.roll_up_usage() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = ''
@@ -80,12 +82,14 @@ CREATE FUNCTION app.roll_up_usage() RETURNS trigger
         INSERT INTO app.usage_daily AS d (tenant_id, day, stage, model, agent, provider,
             execution_mode, events, errors, input_tokens, cached_tokens, output_tokens,
             thinking_tokens, base_cost_micros, billed_cost_micros)
-        VALUES (NEW.tenant_id, (NEW.occurred_at AT TIME ZONE 'UTC')::date, NEW.stage, NEW.model,
-            NEW.agent, NEW.provider, NEW.execution_mode, 1,
-            CASE WHEN NEW.outcome = 'ok' THEN 0 ELSE 1 END, NEW.input_tokens, NEW.cached_tokens,
-            NEW.output_tokens, NEW.thinking_tokens, NEW.base_cost_micros, NEW.billed_cost_micros)
+        SELECT n.tenant_id, (n.occurred_at AT TIME ZONE 'UTC')::date, n.stage, n.model, n.agent,
+               n.provider, n.execution_mode, count(*), count(*) FILTER (WHERE n.outcome <> 'ok'),
+               sum(n.input_tokens), sum(n.cached_tokens), sum(n.output_tokens),
+               sum(n.thinking_tokens), sum(n.base_cost_micros), sum(n.billed_cost_micros)
+        FROM new_events n
+        GROUP BY 1, 2, 3, 4, 5, 6, 7
         ON CONFLICT (tenant_id, day, stage, model, agent, provider, execution_mode) DO UPDATE SET
-            events = d.events + 1,
+            events = d.events + EXCLUDED.events,
             errors = d.errors + EXCLUDED.errors,
             input_tokens = d.input_tokens + EXCLUDED.input_tokens,
             cached_tokens = d.cached_tokens + EXCLUDED.cached_tokens,
@@ -101,4 +105,5 @@ RESET ROLE;
 REVOKE EXECUTE ON FUNCTION app.roll_up_usage() FROM PUBLIC;
 
 CREATE TRIGGER roll_up_usage AFTER INSERT ON app.usage_events
-    FOR EACH ROW EXECUTE FUNCTION app.roll_up_usage();
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION app.roll_up_usage();
