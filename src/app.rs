@@ -174,7 +174,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Configuration errors first, before any database is started.
     let (auth, join_role) = authentication(&args).await?;
     let pricing = pricing(&args)?;
-    tracing::info!(markup_percent = pricing.markup_percent(), "prices loaded");
+    tracing::debug!(markup_percent = pricing.markup_percent(), "prices loaded");
     if args.features.multi_tenant && args.encryption.encryption_key.is_none() {
         anyhow::bail!(
             "ENABLE_MULTI_TENANT needs ENCRYPTION_KEY (the master secret that encrypts tenants' \

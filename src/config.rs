@@ -225,7 +225,7 @@ impl ServeArgs {
 pub struct AuthArgs {
     /// HS256 shared secret (at least 32 bytes), as Supabase issues.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<crate::crypto::SecretString>,
 
     /// JWKS URL for ES256/RS256 keys.
     #[arg(long, env = "JWT_JWKS_URL")]
@@ -284,7 +284,7 @@ impl AuthArgs {
                 .collect::<Result<_, _>>()?
         };
         Ok(Some(JwtSettings {
-            hmac_secret: self.jwt_secret.clone(),
+            hmac_secret: self.jwt_secret.as_ref().map(|s| s.expose().to_owned()),
             jwks_url: self.jwt_jwks_url.clone(),
             algorithms,
             audiences: self.jwt_audience.clone(),

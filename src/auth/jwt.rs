@@ -16,7 +16,7 @@ use super::jwks::Jwks;
 use crate::ids::UserId;
 
 /// How tokens are verified.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct JwtSettings {
     /// HS256 secret (at least 32 bytes).
     pub hmac_secret: Option<String>,
@@ -32,6 +32,23 @@ pub struct JwtSettings {
     pub leeway: Duration,
     /// At most one JWKS refresh per this interval on unknown key ids.
     pub jwks_min_refresh_interval: Duration,
+}
+
+impl std::fmt::Debug for JwtSettings {
+    /// Everything but the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field(
+                "hmac_secret",
+                &self.hmac_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("jwks_url", &self.jwks_url)
+            .field("algorithms", &self.algorithms)
+            .field("audiences", &self.audiences)
+            .field("issuer", &self.issuer)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
 }
 
 /// Why a token was refused. The text is safe to show the client.

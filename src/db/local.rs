@@ -118,6 +118,7 @@ impl LocalPostgres {
             .append(true)
             .open(&log)?;
         let mut command = Command::new(bindir.join("postgres"));
+        scrub_secrets(&mut command);
         command
             .arg("-D")
             .arg(&server.pgdata)
@@ -369,6 +370,7 @@ fn initdb(
     ephemeral: bool,
 ) -> Result<(), LocalPgError> {
     let mut command = Command::new(bindir.join("initdb"));
+    scrub_secrets(&mut command);
     command
         .arg("-D")
         .arg(pgdata)
@@ -417,7 +419,9 @@ if [ -n "$3" ]; then
     rm -rf -- "$3"
 fi
 "#;
-    Command::new("sh")
+    let mut command = Command::new("sh");
+    scrub_secrets(&mut command);
+    command
         .arg("-c")
         .arg(SCRIPT)
         .arg("research-graph-pg-watchdog")
@@ -429,6 +433,19 @@ fi
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
+}
+
+/// Keeps the server's secrets out of the environment of the processes it starts.
+fn scrub_secrets(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["SECRET", "KEY", "PASSWORD", "TOKEN", "DATABASE_URL"]
+            .iter()
+            .any(|word| name.to_ascii_uppercase().contains(word))
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
