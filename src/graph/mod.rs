@@ -225,14 +225,19 @@ impl GraphNode {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Connection<GraphEdge>> {
-        let filter = EdgeFilter {
+        let direction = Some(Direction::Outgoing);
+        self.relations(
+            ctx,
+            direction,
             relation_types,
             review_status,
-            ..EdgeFilter::default()
-        };
-        let window = Window::new(first, after, last, before, max_page_size(ctx))?;
-        let listing = EdgeListing::new(EdgeVia::Outgoing, Some(filter), order_by, window)?;
-        edges_of(ctx, self.row_id, listing).await
+            order_by,
+            first,
+            after,
+            last,
+            before,
+        )
+        .await
     }
 
     /// Relations to this node.
@@ -251,14 +256,19 @@ impl GraphNode {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Connection<GraphEdge>> {
-        let filter = EdgeFilter {
+        let direction = Some(Direction::Incoming);
+        self.relations(
+            ctx,
+            direction,
             relation_types,
             review_status,
-            ..EdgeFilter::default()
-        };
-        let window = Window::new(first, after, last, before, max_page_size(ctx))?;
-        let listing = EdgeListing::new(EdgeVia::Incoming, Some(filter), order_by, window)?;
-        edges_of(ctx, self.row_id, listing).await
+            order_by,
+            first,
+            after,
+            last,
+            before,
+        )
+        .await
     }
 
     /// Relations in the given direction (both by default).

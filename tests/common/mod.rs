@@ -100,43 +100,15 @@ impl TestDb {
 
     /// A fresh database with the given pool settings.
     pub async fn with_settings(settings: PoolSettings) -> TestDb {
-        let pg = cluster();
-        let name = format!(
-            "t_{}_{}",
-            std::process::id(),
-            NEXT_DB.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = AdminConnection::connect(&pg.config(SUPERUSER, "postgres"))
-            .await
-            .expect("connect as superuser");
-        admin
-            .client()
-            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
-            .await
-            .expect("create the test database");
-        admin.close().await;
-        let db = Database::new(pg.config("rg_app", &name), &settings).expect("pool");
+        let name = create_database("t", Some(TEMPLATE)).await;
+        let db = Database::new(cluster().config("rg_app", &name), &settings).expect("pool");
         TestDb { name, db }
     }
 
     /// A fresh, empty database with no migrations applied.
     pub async fn unmigrated() -> (String, tokio_postgres::Config) {
-        let pg = cluster();
-        let name = format!(
-            "u_{}_{}",
-            std::process::id(),
-            NEXT_DB.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = AdminConnection::connect(&pg.config(SUPERUSER, "postgres"))
-            .await
-            .expect("connect as superuser");
-        admin
-            .client()
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the database");
-        admin.close().await;
-        let config = pg.config(SUPERUSER, &name);
+        let name = create_database("u", None).await;
+        let config = cluster().config(SUPERUSER, &name);
         (name, config)
     }
 
@@ -191,6 +163,29 @@ impl TestDb {
     pub async fn session(&self, tenant: TenantId, user: UserId) -> TenantSession {
         self.db.session(tenant, user).await.expect("begin session")
     }
+}
+
+/// Creates a uniquely named database on the cluster, from `template` when given.
+async fn create_database(prefix: &str, template: Option<&str>) -> String {
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = AdminConnection::connect(&cluster().config(SUPERUSER, "postgres"))
+        .await
+        .expect("connect as superuser");
+    let sql = match template {
+        Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
+        None => format!("CREATE DATABASE {name}"),
+    };
+    admin
+        .client()
+        .batch_execute(&sql)
+        .await
+        .expect("create the database");
+    admin.close().await;
+    name
 }
 
 /// Connects and drives the connection on the current runtime.
