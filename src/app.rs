@@ -308,3 +308,95 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         tracing::info!("shutdown requested; finishing in-flight requests");
     })
 }
+
+/// `research-graph ingest`: each file in its own short transaction, with a progress bar; the
+/// same text ingested again is reported unchanged. Fails when any file failed.
+pub async fn ingest(args: crate::config::IngestArgs) -> anyhow::Result<()> {
+    use crate::pipeline::ingest::{parse, SourceFormat};
+    use crate::pipeline::{store, PaperMeta};
+
+    let target = DatabaseTarget::open(&args.database).await?;
+    let result = async {
+        let user = args.user.map(crate::ids::UserId).unwrap_or(LOCAL_USER);
+        if let Some(admin) = target.migrate().await? {
+            if target.local.is_some() && args.user.is_none() {
+                admin.ensure_owner(DEFAULT_TENANT, LOCAL_USER).await?;
+            }
+            admin.close().await;
+        }
+        let app_config = target.app.clone().context(
+            "ingest needs DATABASE_URL (the rg_app login) when ADMIN_DATABASE_URL is set",
+        )?;
+        let db = Database::new(app_config, &args.database.pool_settings())?;
+        let tenant = if args.tenant == "default" {
+            DEFAULT_TENANT
+        } else {
+            db.tenant_for_slug(user, &args.tenant)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "no tenant {:?} that user {user} is a member of",
+                        args.tenant
+                    )
+                })?
+        };
+        let bar = indicatif::ProgressBar::new(args.paths.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let (mut created, mut unchanged, mut failed) = (0, 0, 0);
+        for path in &args.paths {
+            bar.set_message(path.display().to_string());
+            let outcome = async {
+                let format = match path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
+                    Some("md" | "markdown") => SourceFormat::Markdown,
+                    Some("pdf") => anyhow::bail!("PDF ingestion is not supported yet"),
+                    _ => SourceFormat::Text,
+                };
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let doc = parse(&text, format)?;
+                let session = db.session(tenant, user).await?;
+                if session.role().is_none() {
+                    anyhow::bail!("user {user} is not a member of the tenant");
+                }
+                let outcome = store(&session, &doc, format, &PaperMeta::default()).await?;
+                session.commit().await?;
+                Ok(outcome)
+            }
+            .await;
+            match outcome {
+                Ok(o) if o.created => {
+                    created += 1;
+                    bar.suspend(|| {
+                        eprintln!("ingested {} ({} sections)", path.display(), o.sections)
+                    });
+                }
+                Ok(_) => {
+                    unchanged += 1;
+                    bar.suspend(|| eprintln!("unchanged {} (ingested before)", path.display()));
+                }
+                Err(e) => {
+                    failed += 1;
+                    bar.suspend(|| eprintln!("failed {}: {e:#}", path.display()));
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        println!("{created} ingested, {unchanged} unchanged, {failed} failed");
+        if failed > 0 {
+            anyhow::bail!("{failed} of {} files failed", args.paths.len());
+        }
+        Ok(())
+    }
+    .await;
+    target.shutdown().await;
+    result
+}

@@ -32,6 +32,28 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Manage the master keys that encrypt tenants' API keys.
     Keys(KeysArgs),
+    /// Ingest papers (plain text or Markdown files) into a tenant.
+    Ingest(IngestArgs),
+}
+
+/// `research-graph ingest PATH… --tenant SLUG`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Files to ingest: `.md`/`.markdown` as Markdown, anything else as plain text.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// The tenant's slug.
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+
+    /// The member to ingest as (default: the local user, owner of the default tenant).
+    #[arg(long)]
+    pub user: Option<uuid::Uuid>,
 }
 
 /// `research-graph keys …`.

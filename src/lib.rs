@@ -23,6 +23,7 @@ pub mod insights;
 pub mod llm;
 pub mod money;
 pub mod papers;
+pub mod pipeline;
 pub mod search;
 pub mod telemetry;
 pub mod tenants;

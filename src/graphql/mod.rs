@@ -47,6 +47,7 @@ pub struct Mutation(
     PaperMutation,
     GraphMutation,
     InsightMutation,
+    crate::pipeline::IngestMutation,
 );
 
 /// The executable schema.

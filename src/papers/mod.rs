@@ -18,7 +18,7 @@ use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{max_page_size, MemberGuard};
 use crate::insights::{Insight, InsightFilter, InsightListing, InsightOrder, InsightVia};
 
-pub use mutations::PaperMutation;
+pub use mutations::{PaperMutation, INSERT_SECTIONS};
 
 /// How a paper came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Enum)]

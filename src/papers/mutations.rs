@@ -122,8 +122,9 @@ fn section_arrays(sections: &[SectionInput]) -> Result<SectionArrays> {
     ))
 }
 
-/// Inserts sections `$2…$4` of paper `$1`, numbered from 0 in the order given.
-const INSERT_SECTIONS: &str = "INSERT INTO app.paper_sections \
+/// Inserts sections `$2…$4` (kinds, headings, contents) of paper `$1`, numbered from 0 in the
+/// order given, each with the SHA-256 of its content.
+pub const INSERT_SECTIONS: &str = "INSERT INTO app.paper_sections \
      (tenant_id, paper_id, ordinal, kind, heading, content, content_hash) \
      SELECT app.tenant_id(), $1, x.n - 1, x.kind, x.heading, x.content, \
             encode(sha256(convert_to(x.content, 'UTF8')), 'hex') \
