@@ -8,9 +8,7 @@ use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, S
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::graphql::loaders::{
-    child_page, loader, root_page, Child, ChildCounter, Id, Listing, RootCount, Row,
-};
+use crate::graphql::loaders::{child_connection, loader, root_connection, Id, Listing, Row};
 use crate::graphql::pagination::{Connection, Sort, Sql, Window};
 use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{error, max_page_size, ErrorCode, MemberGuard};
@@ -300,7 +298,7 @@ impl GraphNode {
         };
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
         let listing = EdgeListing::new(via, Some(filter), order_by, window)?;
-        edges_of(ctx, self.row_id, listing).await
+        child_connection(ctx, self.row_id, listing).await
     }
 
     /// Where this entity is mentioned, with the evidence.
@@ -316,7 +314,7 @@ impl GraphNode {
         before: Option<String>,
     ) -> Result<Connection<EntityMention>> {
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
-        mentions_page(ctx, self.row_id, MentionListing::by_node(window)).await
+        child_connection(ctx, self.row_id, MentionListing::by_node(window)).await
     }
 
     /// Papers that mention this entity.
@@ -336,26 +334,8 @@ impl GraphNode {
     ) -> Result<Connection<Paper>> {
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
         let listing = PaperListing::new(PaperVia::Node, filter, order_by, window)?;
-        let child = Child {
-            parent: self.row_id,
-            listing,
-        };
-        let page = child_page(ctx, child.parent, child.listing.clone()).await?;
-        Ok(Connection::new(page, ChildCounter(child)))
+        child_connection(ctx, self.row_id, listing).await
     }
-}
-
-async fn edges_of(
-    ctx: &Context<'_>,
-    node: Uuid,
-    listing: EdgeListing,
-) -> Result<Connection<GraphEdge>> {
-    let child = Child {
-        parent: node,
-        listing,
-    };
-    let page = child_page(ctx, child.parent, child.listing.clone()).await?;
-    Ok(Connection::new(page, ChildCounter(child)))
 }
 
 /// A relation between two entities.
@@ -937,17 +917,6 @@ impl Listing for MentionListing {
     }
 }
 
-/// A page of mentions under `parent`.
-pub async fn mentions_page(
-    ctx: &Context<'_>,
-    parent: Uuid,
-    listing: MentionListing,
-) -> Result<Connection<EntityMention>> {
-    let child = Child { parent, listing };
-    let page = child_page(ctx, child.parent, child.listing.clone()).await?;
-    Ok(Connection::new(page, ChildCounter(child)))
-}
-
 /// Graph queries.
 #[derive(Default)]
 pub struct GraphQuery;
@@ -972,8 +941,7 @@ impl GraphQuery {
     ) -> Result<Connection<GraphNode>> {
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
         let listing = NodeListing::new(NodeVia::Root, filter, order_by, window)?;
-        let page = root_page(ctx, &listing).await?;
-        Ok(Connection::new(page, RootCount(listing)))
+        root_connection(ctx, listing).await
     }
 
     /// The tenant's relations.
@@ -994,8 +962,7 @@ impl GraphQuery {
     ) -> Result<Connection<GraphEdge>> {
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
         let listing = EdgeListing::new(EdgeVia::Root, filter, order_by, window)?;
-        let page = root_page(ctx, &listing).await?;
-        Ok(Connection::new(page, RootCount(listing)))
+        root_connection(ctx, listing).await
     }
 
     /// One entity by id (global ID or UUID).

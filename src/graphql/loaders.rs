@@ -23,7 +23,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Result};
 use uuid::Uuid;
 
-use super::pagination::{Counter, Cursor, Page, Sort, Sql, Window};
+use super::pagination::{Connection, Counter, Cursor, Page, Sort, Sql, Window};
 use super::{db_error, error, session, ErrorCode};
 use crate::db::TenantSession;
 
@@ -192,6 +192,18 @@ pub async fn root_page<L: Listing>(ctx: &Context<'_>, listing: &L) -> Result<Pag
     Ok(to_page(&rows, 0, &sort, listing.window()))
 }
 
+/// The connection of a root listing: its page, and its count when `totalCount` is asked for.
+pub async fn root_connection<L: Listing>(
+    ctx: &Context<'_>,
+    listing: L,
+) -> Result<Connection<L::Item>>
+where
+    L::Item: async_graphql::OutputType,
+{
+    let page = root_page(ctx, &listing).await?;
+    Ok(Connection::new(page, RootCount(listing)))
+}
+
 /// Counts a root listing when `totalCount` is asked for.
 pub struct RootCount<L>(pub L);
 
@@ -289,6 +301,23 @@ where
         has_next: false,
         has_previous: false,
     }))
+}
+
+/// The connection of `listing` under `parent`: its page batched with the other parents of the
+/// level, and its count (batched too) when `totalCount` is asked for.
+pub async fn child_connection<L: Listing>(
+    ctx: &Context<'_>,
+    parent: Uuid,
+    listing: L,
+) -> Result<Connection<L::Item>>
+where
+    SqlLoader: Loader<Child<L>, Value = Page<L::Item>, Error = async_graphql::Error>,
+{
+    let page = child_page(ctx, parent, listing.clone()).await?;
+    Ok(Connection::new(
+        page,
+        ChildCounter(Child { parent, listing }),
+    ))
 }
 
 /// Key: the number of rows of `listing` under `parent` (its `totalCount`).

@@ -8,9 +8,7 @@ use uuid::Uuid;
 use crate::graph::{
     EdgeListing, EdgeOrder, EdgeVia, GraphEdge, GraphNode, NodeListing, NodeOrder, NodeVia,
 };
-use crate::graphql::loaders::{
-    child_page, loader, root_page, Child, ChildCounter, Id, Listing, RootCount, Row,
-};
+use crate::graphql::loaders::{child_connection, loader, root_connection, Id, Listing, Row};
 use crate::graphql::pagination::{Connection, Sort, Sql, Window};
 use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{db_error, error, max_page_size, session, written, ErrorCode, MemberGuard};
@@ -154,12 +152,8 @@ impl Insight {
         order_by: Option<NodeOrder>,
     ) -> Result<Connection<GraphNode>> {
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
-        let child = Child {
-            parent: self.row_id,
-            listing: NodeListing::new(NodeVia::Insight, None, order_by, window)?,
-        };
-        let page = child_page(ctx, child.parent, child.listing.clone()).await?;
-        Ok(Connection::new(page, ChildCounter(child)))
+        let listing = NodeListing::new(NodeVia::Insight, None, order_by, window)?;
+        child_connection(ctx, self.row_id, listing).await
     }
 
     /// The relations the insight rests on.
@@ -176,12 +170,8 @@ impl Insight {
         order_by: Option<EdgeOrder>,
     ) -> Result<Connection<GraphEdge>> {
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
-        let child = Child {
-            parent: self.row_id,
-            listing: EdgeListing::new(EdgeVia::Insight, None, order_by, window)?,
-        };
-        let page = child_page(ctx, child.parent, child.listing.clone()).await?;
-        Ok(Connection::new(page, ChildCounter(child)))
+        let listing = EdgeListing::new(EdgeVia::Insight, None, order_by, window)?;
+        child_connection(ctx, self.row_id, listing).await
     }
 }
 
@@ -356,8 +346,7 @@ impl InsightQuery {
     ) -> Result<Connection<Insight>> {
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
         let listing = InsightListing::new(InsightVia::Root, filter, order_by, window)?;
-        let page = root_page(ctx, &listing).await?;
-        Ok(Connection::new(page, RootCount(listing)))
+        root_connection(ctx, listing).await
     }
 
     /// One insight by id (global ID or UUID).

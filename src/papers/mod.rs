@@ -7,12 +7,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::graph::{
-    mentions_page, EntityMention, GraphNode, MentionListing, NodeFilter, NodeListing, NodeOrder,
-    NodeVia,
+    EntityMention, GraphNode, MentionListing, NodeFilter, NodeListing, NodeOrder, NodeVia,
 };
-use crate::graphql::loaders::{
-    child_page, loader, root_page, Child, ChildCounter, Id, Listing, RootCount, Row,
-};
+use crate::graphql::loaders::{child_connection, loader, root_connection, Id, Listing, Row};
 use crate::graphql::pagination::{Connection, Sort, Sql, Window};
 use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{max_page_size, MemberGuard};
@@ -184,12 +181,7 @@ impl Paper {
             window: Window::new(first, after, last, before, max_page_size(ctx))?,
             kinds: sorted(kinds),
         };
-        let child = Child {
-            parent: self.row_id,
-            listing,
-        };
-        let page = child_page(ctx, child.parent, child.listing.clone()).await?;
-        Ok(Connection::new(page, ChildCounter(child)))
+        child_connection(ctx, self.row_id, listing).await
     }
 
     /// The entities mentioned in the paper.
@@ -213,12 +205,7 @@ impl Paper {
             order_by,
             Window::new(first, after, last, before, max_page_size(ctx))?,
         )?;
-        let child = Child {
-            parent: self.row_id,
-            listing,
-        };
-        let page = child_page(ctx, child.parent, child.listing.clone()).await?;
-        Ok(Connection::new(page, ChildCounter(child)))
+        child_connection(ctx, self.row_id, listing).await
     }
 
     /// Insights resting on entities mentioned in the paper.
@@ -242,12 +229,7 @@ impl Paper {
             order_by,
             Window::new(first, after, last, before, max_page_size(ctx))?,
         )?;
-        let child = Child {
-            parent: self.row_id,
-            listing,
-        };
-        let page = child_page(ctx, child.parent, child.listing.clone()).await?;
-        Ok(Connection::new(page, ChildCounter(child)))
+        child_connection(ctx, self.row_id, listing).await
     }
 }
 
@@ -319,7 +301,7 @@ impl PaperSection {
         before: Option<String>,
     ) -> Result<Connection<EntityMention>> {
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
-        mentions_page(ctx, self.row_id, MentionListing::by_section(window)).await
+        child_connection(ctx, self.row_id, MentionListing::by_section(window)).await
     }
 }
 
@@ -593,8 +575,7 @@ impl PaperQuery {
             order_by,
             Window::new(first, after, last, before, max_page_size(ctx))?,
         )?;
-        let page = root_page(ctx, &listing).await?;
-        Ok(Connection::new(page, RootCount(listing)))
+        root_connection(ctx, listing).await
     }
 
     /// One paper by id (global ID or UUID); null when it does not exist in this tenant.

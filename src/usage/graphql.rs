@@ -11,7 +11,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::limits::{self, LimitStatus};
-use crate::graphql::loaders::{root_page, Listing, RootCount, Row};
+use crate::graphql::loaders::{root_connection, Listing, Row};
 use crate::graphql::pagination::{Connection, Sort, Sql, Window};
 use crate::graphql::{db_error, error, max_page_size, session, ErrorCode, MemberGuard};
 use crate::ids::Role;
@@ -431,8 +431,7 @@ impl Usage {
             job_id: f.job_id,
             outcomes: sorted(f.outcomes),
         };
-        let page = root_page(ctx, &listing).await?;
-        Ok(Connection::new(page, RootCount(listing)))
+        root_connection(ctx, listing).await
     }
 
     /// The tenant's limits and where usage stands against them (today and this month).

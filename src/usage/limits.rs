@@ -65,13 +65,6 @@ pub struct LimitStatus {
     pub state: LimitState,
 }
 
-impl LimitStatus {
-    /// The limit as a dollar amount, for cost limits.
-    pub fn limit_usd(&self) -> Option<Usd> {
-        (self.kind == LimitKind::Cost).then_some(Usd(self.limit))
-    }
-}
-
 /// The estimated maximum of a call, reserved under a hard limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Estimate {
