@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::graphql::loaders::{child_connection, loader, root_connection, Id, Listing, Row};
-use crate::graphql::pagination::{Connection, Sort, Sql, Window};
+use crate::graphql::pagination::{sorted, Connection, Sort, Sql, Window};
 use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{error, max_page_size, ErrorCode, MemberGuard};
-use crate::papers::{sorted, Paper, PaperFilter, PaperListing, PaperOrder, PaperSection, PaperVia};
+use crate::papers::{Paper, PaperFilter, PaperListing, PaperOrder, PaperSection, PaperVia};
 
 pub use mutations::GraphMutation;
 pub use neighborhood::{Neighborhood, NeighborhoodQuery};

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::{GraphEdge, GraphNode, RelationType, ReviewStatus};
 use crate::graphql::loaders::{loader, Id};
+use crate::graphql::pagination::sorted;
 use crate::graphql::relay::{row_id, Kind};
 use crate::graphql::{db_error, error, session, ErrorCode, MemberGuard};
-use crate::papers::sorted;
 
 /// Deepest walk allowed.
 pub const MAX_DEPTH: i32 = 4;

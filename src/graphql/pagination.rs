@@ -22,6 +22,16 @@ use super::{error, ErrorCode};
 /// Page size when neither `first` nor `last` is given.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 
+/// Sorts and dedups a list filter (of enum values), so that equal filters make equal listings
+/// and batch together in the loaders.
+pub fn sorted<T: Ord + Copy>(values: Option<Vec<T>>) -> Option<Vec<T>> {
+    values.map(|mut v| {
+        v.sort();
+        v.dedup();
+        v
+    })
+}
+
 /// A keyset position: the order it belongs to, the sort value (as text, cast back in SQL) and
 /// the row id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -9,10 +9,10 @@ use crate::graph::{
     EdgeListing, EdgeOrder, EdgeVia, GraphEdge, GraphNode, NodeListing, NodeOrder, NodeVia,
 };
 use crate::graphql::loaders::{child_connection, loader, root_connection, Id, Listing, Row};
+use crate::graphql::pagination::sorted;
 use crate::graphql::pagination::{Connection, Sort, Sql, Window};
 use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{db_error, error, max_page_size, session, written, ErrorCode, MemberGuard};
-use crate::papers::sorted;
 
 /// What kind of conclusion an insight is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Enum)]

@@ -10,7 +10,7 @@ use crate::graph::{
     EntityMention, GraphNode, MentionListing, NodeFilter, NodeListing, NodeOrder, NodeVia,
 };
 use crate::graphql::loaders::{child_connection, loader, root_connection, Id, Listing, Row};
-use crate::graphql::pagination::{Connection, Sort, Sql, Window};
+use crate::graphql::pagination::{sorted, Connection, Sort, Sql, Window};
 use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{max_page_size, MemberGuard};
 use crate::insights::{Insight, InsightFilter, InsightListing, InsightOrder, InsightVia};
@@ -303,15 +303,6 @@ impl PaperSection {
         let window = Window::new(first, after, last, before, max_page_size(ctx))?;
         child_connection(ctx, self.row_id, MentionListing::by_section(window)).await
     }
-}
-
-/// Sorts and dedups enum lists, so equal filters batch together.
-pub(crate) fn sorted<T: Ord + Copy>(values: Option<Vec<T>>) -> Option<Vec<T>> {
-    values.map(|mut v| {
-        v.sort();
-        v.dedup();
-        v
-    })
 }
 
 /// Sections of a paper, in reading order.

@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use super::limits::{self, LimitStatus};
 use crate::graphql::loaders::{root_connection, Listing, Row};
+use crate::graphql::pagination::sorted;
 use crate::graphql::pagination::{Connection, Sort, Sql, Window};
 use crate::graphql::{db_error, error, max_page_size, session, ErrorCode, MemberGuard};
 use crate::ids::Role;
 use crate::money::Usd;
-use crate::papers::sorted;
 use crate::tenants::settings::ExecutionMode;
 
 /// Longest range of days a breakdown may span.
