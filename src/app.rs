@@ -90,6 +90,21 @@ impl DatabaseTarget {
         Ok(Some(admin))
     }
 
+    /// Applies pending migrations and, with `local_owner`, makes the local user owner of the
+    /// default tenant (development mode, and the CLI on the local cluster).
+    pub async fn prepare(&self, local_owner: bool) -> anyhow::Result<()> {
+        if let Some(admin) = self.migrate().await? {
+            if local_owner {
+                admin
+                    .ensure_owner(DEFAULT_TENANT, LOCAL_USER)
+                    .await
+                    .context("cannot make the local user owner of the default tenant")?;
+            }
+            admin.close().await;
+        }
+        Ok(())
+    }
+
     /// Stops the local server, if we started one, off the async threads.
     pub async fn shutdown(self) {
         if let Some(local) = self.local {
@@ -242,15 +257,7 @@ async fn run_server(
         .app
         .clone()
         .context("serve needs DATABASE_URL (the rg_app login) when ADMIN_DATABASE_URL is set")?;
-    if let Some(admin) = target.migrate().await? {
-        if args.dev {
-            admin
-                .ensure_owner(DEFAULT_TENANT, LOCAL_USER)
-                .await
-                .context("cannot make the local user owner of the default tenant")?;
-        }
-        admin.close().await;
-    }
+    target.prepare(args.dev).await?;
     let db = Database::new(app_config, &args.database.pool_settings())?;
     db.ping()
         .await
@@ -318,12 +325,9 @@ pub async fn ingest(args: crate::config::IngestArgs) -> anyhow::Result<()> {
     let target = DatabaseTarget::open(&args.database).await?;
     let result = async {
         let user = args.user.map(crate::ids::UserId).unwrap_or(LOCAL_USER);
-        if let Some(admin) = target.migrate().await? {
-            if target.local.is_some() && args.user.is_none() {
-                admin.ensure_owner(DEFAULT_TENANT, LOCAL_USER).await?;
-            }
-            admin.close().await;
-        }
+        target
+            .prepare(target.local.is_some() && args.user.is_none())
+            .await?;
         let app_config = target.app.clone().context(
             "ingest needs DATABASE_URL (the rg_app login) when ADMIN_DATABASE_URL is set",
         )?;
