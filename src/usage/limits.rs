@@ -4,9 +4,10 @@
 //! on and the state is reported. In hard mode a call is admitted only if what was used, plus what
 //! calls in flight have reserved, plus this call's estimated maximum stays within every limit;
 //! the estimate is then reserved (in `app.usage_reservations`) until the call's usage event
-//! replaces it. Admission is serialised per tenant with a transaction-level advisory lock, so N
-//! concurrent calls cannot overshoot. Cost limits count what the tenant pays: the billed cost in
-//! hosted mode, the provider cost in bring-your-own-key mode. Days and months are UTC.
+//! replaces it. In hard mode admission is serialised per tenant with a transaction-level
+//! advisory lock, so N concurrent calls cannot overshoot; soft mode takes no lock. Cost limits
+//! count what the tenant pays: the billed cost in hosted mode, the provider cost in
+//! bring-your-own-key mode. Days and months are UTC.
 
 use async_graphql::{Enum, SimpleObject};
 use uuid::Uuid;
@@ -208,6 +209,17 @@ pub async fn status(
     Ok((out, mode, execution))
 }
 
+/// Serialises the admissions of the session's tenant until the transaction ends.
+async fn lock_admissions(session: &TenantSession) -> Result<(), DbError> {
+    session
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(app.tenant_id()::text, 4242))",
+            &[],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Admits a call of at most `estimate` for `user` in `tenant`, reserving it under a hard limit.
 pub async fn admit(
     db: &Database,
@@ -216,14 +228,24 @@ pub async fn admit(
     estimate: Estimate,
 ) -> Result<Admission, AdmitError> {
     let session = db.session(tenant, user).await?;
-    // Cheap when no limit is set; serialises admissions of this tenant otherwise.
-    session
-        .execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(app.tenant_id()::text, 4242))",
+    // Hard limits serialise the admissions of a tenant; soft ones only read, so concurrent calls
+    // are not queued behind each other.
+    let hard: bool = session
+        .query_one(
+            "SELECT coalesce((SELECT limit_mode = 'hard' FROM app.tenant_settings), false)",
             &[],
         )
-        .await?;
-    let (statuses, mode, execution_mode) = status(&session).await?;
+        .await?
+        .get(0);
+    if hard {
+        lock_admissions(&session).await?;
+    }
+    let (mut statuses, mut mode, mut execution_mode) = status(&session).await?;
+    if mode == LimitMode::Hard && !hard {
+        // Switched to hard mode in between: read again under the lock.
+        lock_admissions(&session).await?;
+        (statuses, mode, execution_mode) = status(&session).await?;
+    }
     let mut reservation = None;
     if mode == LimitMode::Hard && !statuses.is_empty() {
         let over = statuses.iter().any(|s| {
