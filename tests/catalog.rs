@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 
 /// The SECURITY DEFINER functions the project knows; any other is a failure.
 const KNOWN_DEFINER_FUNCTIONS: &[&str] = &[
+    "app.claim_job",
     "app.create_tenant",
     "app.default_tenant",
     "app.join_default_tenant",

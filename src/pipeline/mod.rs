@@ -1,7 +1,9 @@
 //! The research pipeline. So far: ingestion (text and Markdown into a paper with sections, once
-//! per content hash). Extraction, resolution, reasoning and jobs build on it.
+//! per content hash) and the data passed between the later stages (extraction, validation,
+//! resolution, persistence, reasoning), which build on it.
 
 pub mod ingest;
+pub mod model;
 mod store;
 
 pub use store::{store, IngestMutation, IngestOutcome, PaperMeta};
