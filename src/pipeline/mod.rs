@@ -1,9 +1,11 @@
 //! The research pipeline. So far: ingestion (text and Markdown into a paper with sections, once
-//! per content hash) and the data passed between the later stages (extraction, validation,
-//! resolution, persistence, reasoning), which build on it.
+//! per content hash), the data passed between the later stages (extraction, validation,
+//! resolution, persistence, reasoning), which build on it, and the reasoning stage's prompt and
+//! validation ([`reason`]).
 
 pub mod ingest;
 pub mod model;
+pub mod reason;
 mod store;
 
 pub use store::{store, IngestMutation, IngestOutcome, PaperMeta};
