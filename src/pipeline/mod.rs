@@ -1,7 +1,7 @@
 //! The research pipeline. So far: ingestion (text and Markdown into a paper with sections, once
 //! per content hash), the data passed between the later stages (extraction, validation,
-//! resolution, persistence, reasoning), which build on it, and the reasoning stage's prompt and
-//! validation ([`reason`]).
+//! resolution, persistence, reasoning), which build on it, and the reasoning stage's prompt,
+//! validation and offline rules ([`reason`]).
 
 pub mod ingest;
 pub mod model;

@@ -1,5 +1,5 @@
 //! The reasoning stage, as pure functions: the prompt over a scope's subgraph, the structured
-//! output it asks for, and the validation of what comes back.
+//! output it asks for, the validation of what comes back, and an offline rule-based reasoner.
 //!
 //! A run, as the caller wires it:
 //! 1. load a [`GraphSnapshot`] (the scope's subgraph, rejected edges excluded);
@@ -10,6 +10,9 @@
 //! 4. store each [`ProposedInsight`] unless its [`ProposedInsight::fingerprint`] is already
 //!    stored (see [`fingerprint`]), with `model` and `prompt_version` =
 //!    [`REASON_PROMPT_VERSION`].
+//!
+//! When the provider is offline, [`rule_insights`] replaces steps 2 and 3 (its insights are
+//! stored with `prompt_version` = [`RULES_REASON_VERSION`]).
 //!
 //! The prompt never shows UUIDs: nodes and edges get short local handles (`n1`, `e1`; papers
 //! `p1`), which cost fewer tokens and are harder to miscopy. [`Handles`] maps them back. The
@@ -24,6 +27,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::llm::LlmRequest;
+
+mod rules;
+
+pub use rules::{rule_insights, RULES_REASON_VERSION};
 
 /// The version of the reasoning prompt, recorded with every insight it produced.
 pub const REASON_PROMPT_VERSION: &str = "reason-v1";
