@@ -13,6 +13,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::pdf::MAX_PDF_BYTES;
 use crate::papers::SectionKind;
 
 /// Longest section, in characters, before it is chunked.
@@ -76,6 +77,24 @@ pub enum IngestError {
     /// A title over 1,000 characters cannot be right.
     #[error("no usable title (the first line is over 1,000 characters); give one explicitly")]
     NoTitle,
+    /// Not a PDF file.
+    #[error("not a PDF (the file does not start with %PDF-)")]
+    NotPdf,
+    /// Over [`MAX_PDF_BYTES`].
+    #[error("the PDF is larger than {MAX_PDF_BYTES} bytes")]
+    PdfTooLarge,
+    /// Encrypted, and the empty password does not open it.
+    #[error("the PDF is protected by a password; ingest an unprotected copy")]
+    Encrypted,
+    /// Pages without text: a scan, or text drawn as paths.
+    #[error(
+        "the PDF has no text layer (a scanned document?); run OCR on it first (e.g. ocrmypdf) \
+         and ingest the result"
+    )]
+    NoTextLayer,
+    /// The PDF's structure cannot be read.
+    #[error("the PDF cannot be read: {0}")]
+    BadPdf(String),
 }
 
 /// Normalises line endings, trailing spaces and runs of blank lines.
