@@ -2,7 +2,9 @@
 //! per content hash) and the data passed between the later stages (extraction, validation,
 //! resolution, persistence, reasoning), which build on it.
 
+pub mod arxiv;
 pub mod ingest;
+pub mod metadata;
 pub mod model;
 pub mod pdf;
 mod store;
