@@ -14,7 +14,7 @@
 use sha2::{Digest, Sha256};
 
 use super::pdf::MAX_PDF_BYTES;
-use crate::papers::SectionKind;
+use crate::papers::{SectionKind, SourceKind};
 
 /// Longest section, in characters, before it is chunked.
 pub const MAX_SECTION_CHARS: usize = 6_000;
@@ -38,6 +38,26 @@ impl SourceFormat {
             SourceFormat::Text => "text",
             SourceFormat::Markdown => "markdown",
         }
+    }
+}
+
+impl From<SourceFormat> for SourceKind {
+    fn from(format: SourceFormat) -> SourceKind {
+        match format {
+            SourceFormat::Text => SourceKind::Text,
+            SourceFormat::Markdown => SourceKind::Markdown,
+        }
+    }
+}
+
+/// The `papers.source_kind` spelling of how a paper came in.
+pub fn source_kind_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Manual => "manual",
+        SourceKind::Text => "text",
+        SourceKind::Markdown => "markdown",
+        SourceKind::Pdf => "pdf",
+        SourceKind::Arxiv => "arxiv",
     }
 }
 

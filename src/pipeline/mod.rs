@@ -9,4 +9,5 @@ pub mod model;
 pub mod pdf;
 mod store;
 
+pub use store::{find_paper, store_detected};
 pub use store::{store, IngestMutation, IngestOutcome, PaperMeta};
