@@ -7,6 +7,7 @@ use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use uuid::Uuid;
 
 use super::ingest::{self, source_kind_name, Document, SourceFormat};
+use super::metadata;
 use crate::db::{DbError, TenantSession};
 use crate::graphql::loaders::{loader, Id};
 use crate::graphql::{db_error, error, session, ErrorCode, MemberGuard};
@@ -148,16 +149,16 @@ pub struct IngestPaperInput {
     pub format: SourceFormat,
     /// Title (detected from the text when absent).
     pub title: Option<String>,
-    /// Authors.
+    /// Authors (detected from the text when absent).
     #[graphql(default)]
     pub authors: Vec<String>,
-    /// DOI.
+    /// DOI (detected from the text when absent).
     pub doi: Option<String>,
-    /// arXiv id.
+    /// arXiv id (detected from the text when absent).
     pub arxiv_id: Option<String>,
-    /// Year.
+    /// Year (detected from the text when absent).
     pub year: Option<i32>,
-    /// Venue.
+    /// Venue (detected from the text when absent).
     pub venue: Option<String>,
 }
 
@@ -179,7 +180,9 @@ pub struct IngestMutation;
 #[Object]
 impl IngestMutation {
     /// Ingests a paper's text: detects its title, abstract and sections (long ones are
-    /// chunked) and stores them; the same text ingested again changes nothing.
+    /// chunked) and the metadata not given (authors, DOI, arXiv id, year, venue), and stores
+    /// them. The same text ingested again changes nothing, and so does a text whose detected
+    /// DOI or arXiv id is a paper's of the tenant already.
     #[graphql(guard = "MemberGuard")]
     async fn ingest_paper(
         &self,
@@ -202,16 +205,19 @@ impl IngestMutation {
             year: input.year,
             venue: input.venue,
         };
+        let detected = metadata::detect(&input.content);
         let s = session(ctx)?;
-        let outcome = store(s, &doc, input.format, &meta).await.map_err(|e| {
-            if e.sql_state().map(|c| c.code()) == Some("23505") {
-                return error(
-                    ErrorCode::BadUserInput,
-                    "a paper with this DOI or arXiv id exists in this tenant",
-                );
-            }
-            db_error(e)
-        })?;
+        let outcome = store_detected(s, &doc, input.format, &meta, detected)
+            .await
+            .map_err(|e| {
+                if e.sql_state().map(|c| c.code()) == Some("23505") {
+                    return error(
+                        ErrorCode::BadUserInput,
+                        "a paper with this DOI or arXiv id exists in this tenant",
+                    );
+                }
+                db_error(e)
+            })?;
         let paper = loader(ctx)?
             .load_one(Id::<Paper>::new(outcome.paper))
             .await?
