@@ -316,11 +316,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// `research-graph ingest`: each file in its own short transaction, with a progress bar; the
-/// same text ingested again is reported unchanged. Fails when any file failed.
+/// `research-graph ingest`: each file or arXiv paper in its own short transaction, with a
+/// progress bar; what was ingested before is reported unchanged. Fails when any failed.
 pub async fn ingest(args: crate::config::IngestArgs) -> anyhow::Result<()> {
-    use crate::pipeline::ingest::{parse, SourceFormat};
-    use crate::pipeline::{store, PaperMeta};
+    use crate::pipeline::arxiv::{self, ArxivClient, ArxivId};
 
     let target = DatabaseTarget::open(&args.database).await?;
     let result = async {
@@ -349,32 +348,25 @@ pub async fn ingest(args: crate::config::IngestArgs) -> anyhow::Result<()> {
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
+        let client = ArxivClient::new(&args.arxiv_base);
         let (mut created, mut unchanged, mut failed) = (0, 0, 0);
         for path in &args.paths {
             bar.set_message(path.display().to_string());
-            let outcome = async {
-                let format = match path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .map(str::to_ascii_lowercase)
-                    .as_deref()
-                {
-                    Some("md" | "markdown") => SourceFormat::Markdown,
-                    Some("pdf") => anyhow::bail!("PDF ingestion is not supported yet"),
-                    _ => SourceFormat::Text,
-                };
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let doc = parse(&text, format)?;
-                let session = db.session(tenant, user).await?;
-                if session.role().is_none() {
-                    anyhow::bail!("user {user} is not a member of the tenant");
-                }
-                let outcome = store(&session, &doc, format, &PaperMeta::default()).await?;
-                session.commit().await?;
-                Ok(outcome)
-            }
-            .await;
+            let outcome = if path.is_file() {
+                ingest_file(&db, tenant, user, path).await
+            } else if path.exists() {
+                Err(anyhow::anyhow!("not a file"))
+            } else if let Some(id) = path.to_str().and_then(ArxivId::parse) {
+                bar.set_message(format!("{} (from arXiv)", path.display()));
+                arxiv::ingest(&db, tenant, user, &client, &id)
+                    .await
+                    .map(|o| o.stored)
+                    .map_err(anyhow::Error::from)
+            } else {
+                Err(anyhow::anyhow!(
+                    "no such file, and not an arXiv id or link either"
+                ))
+            };
             match outcome {
                 Ok(o) if o.created => {
                     created += 1;
@@ -396,11 +388,62 @@ pub async fn ingest(args: crate::config::IngestArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
         println!("{created} ingested, {unchanged} unchanged, {failed} failed");
         if failed > 0 {
-            anyhow::bail!("{failed} of {} files failed", args.paths.len());
+            anyhow::bail!("{failed} of {} papers failed", args.paths.len());
         }
         Ok(())
     }
     .await;
     target.shutdown().await;
     result
+}
+
+/// Reads, parses and stores one file: `.md`/`.markdown` as Markdown, `.pdf` as PDF, anything
+/// else as plain text; metadata not given are detected in the text.
+async fn ingest_file(
+    db: &Database,
+    tenant: crate::ids::TenantId,
+    user: crate::ids::UserId,
+    path: &std::path::Path,
+) -> anyhow::Result<crate::pipeline::IngestOutcome> {
+    use crate::papers::SourceKind;
+    use crate::pipeline::ingest::{parse, IngestError, SourceFormat};
+    use crate::pipeline::pdf::{self, MAX_PDF_BYTES};
+    use crate::pipeline::{metadata, store_detected, PaperMeta};
+
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let (text, format, kind) = match extension.as_deref() {
+        Some("pdf") => {
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len();
+            if size > MAX_PDF_BYTES as u64 {
+                return Err(IngestError::PdfTooLarge.into());
+            }
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = tokio::task::spawn_blocking(move || pdf::extract_text(&bytes)).await??;
+            (text, SourceFormat::Text, SourceKind::Pdf)
+        }
+        other => {
+            let format = match other {
+                Some("md" | "markdown") => SourceFormat::Markdown,
+                _ => SourceFormat::Text,
+            };
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            (text, format, SourceKind::from(format))
+        }
+    };
+    let doc = parse(&text, format)?;
+    let session = db.session(tenant, user).await?;
+    if session.role().is_none() {
+        anyhow::bail!("user {user} is not a member of the tenant");
+    }
+    let detected = metadata::detect(&text);
+    let outcome = store_detected(&session, &doc, kind, &PaperMeta::default(), detected).await?;
+    session.commit().await?;
+    Ok(outcome)
 }

@@ -32,19 +32,21 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Manage the master keys that encrypt tenants' API keys.
     Keys(KeysArgs),
-    /// Ingest papers (plain text or Markdown files) into a tenant.
+    /// Ingest papers (text, Markdown or PDF files, or arXiv ids and links) into a tenant.
     Ingest(IngestArgs),
 }
 
-/// `research-graph ingest PATH… --tenant SLUG`.
+/// `research-graph ingest PATH|ARXIV_ID|ARXIV_URL… --tenant SLUG`.
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
 
-    /// Files to ingest: `.md`/`.markdown` as Markdown, anything else as plain text.
-    #[arg(required = true)]
+    /// What to ingest: files (`.md`/`.markdown` as Markdown, `.pdf` as PDF, anything else as
+    /// plain text), or, for an argument that is no file, an arXiv id (2301.01234v2,
+    /// hep-th/9901001) or link (https://arxiv.org/abs/…), fetched from arXiv.
+    #[arg(required = true, value_name = "PATH|ARXIV_ID|ARXIV_URL")]
     pub paths: Vec<PathBuf>,
 
     /// The tenant's slug.
@@ -54,6 +56,10 @@ pub struct IngestArgs {
     /// The member to ingest as (default: the local user, owner of the default tenant).
     #[arg(long)]
     pub user: Option<uuid::Uuid>,
+
+    /// The arXiv API's address (a mirror, or a local server in tests).
+    #[arg(long, value_name = "URL", default_value = crate::pipeline::arxiv::DEFAULT_BASE)]
+    pub arxiv_base: String,
 }
 
 /// `research-graph keys …`.

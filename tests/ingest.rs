@@ -155,10 +155,7 @@ async fn the_command_line_ingests_files_with_a_summary() {
         stdout.contains("2 ingested, 0 unchanged, 1 failed"),
         "{stdout}"
     );
-    assert!(
-        stderr.contains("PDF ingestion is not supported yet"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("the PDF cannot be read"), "{stderr}");
     assert!(
         stderr.contains("ingested") && stderr.contains("(4 sections)"),
         "{stderr}"

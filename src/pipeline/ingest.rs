@@ -13,7 +13,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::papers::SectionKind;
+use super::pdf::MAX_PDF_BYTES;
+use crate::papers::{SectionKind, SourceKind};
 
 /// Longest section, in characters, before it is chunked.
 pub const MAX_SECTION_CHARS: usize = 6_000;
@@ -37,6 +38,26 @@ impl SourceFormat {
             SourceFormat::Text => "text",
             SourceFormat::Markdown => "markdown",
         }
+    }
+}
+
+impl From<SourceFormat> for SourceKind {
+    fn from(format: SourceFormat) -> SourceKind {
+        match format {
+            SourceFormat::Text => SourceKind::Text,
+            SourceFormat::Markdown => SourceKind::Markdown,
+        }
+    }
+}
+
+/// The `papers.source_kind` spelling of how a paper came in.
+pub fn source_kind_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Manual => "manual",
+        SourceKind::Text => "text",
+        SourceKind::Markdown => "markdown",
+        SourceKind::Pdf => "pdf",
+        SourceKind::Arxiv => "arxiv",
     }
 }
 
@@ -76,6 +97,24 @@ pub enum IngestError {
     /// A title over 1,000 characters cannot be right.
     #[error("no usable title (the first line is over 1,000 characters); give one explicitly")]
     NoTitle,
+    /// Not a PDF file.
+    #[error("not a PDF (the file does not start with %PDF-)")]
+    NotPdf,
+    /// Over [`MAX_PDF_BYTES`].
+    #[error("the PDF is larger than {MAX_PDF_BYTES} bytes")]
+    PdfTooLarge,
+    /// Encrypted, and the empty password does not open it.
+    #[error("the PDF is protected by a password; ingest an unprotected copy")]
+    Encrypted,
+    /// Pages without text: a scan, or text drawn as paths.
+    #[error(
+        "the PDF has no text layer (a scanned document?); run OCR on it first (e.g. ocrmypdf) \
+         and ingest the result"
+    )]
+    NoTextLayer,
+    /// The PDF's structure cannot be read.
+    #[error("the PDF cannot be read: {0}")]
+    BadPdf(String),
 }
 
 /// Normalises line endings, trailing spaces and runs of blank lines.

@@ -3,9 +3,13 @@
 //! resolution, persistence, reasoning), which build on it, and the reasoning stage's prompt,
 //! validation and offline rules ([`reason`]).
 
+pub mod arxiv;
 pub mod ingest;
+pub mod metadata;
 pub mod model;
+pub mod pdf;
 pub mod reason;
 mod store;
 
+pub use store::{find_paper, store_detected};
 pub use store::{store, IngestMutation, IngestOutcome, PaperMeta};

@@ -1,14 +1,17 @@
 //! Storing an ingested document in the session's tenant: one paper with its sections, or, when
-//! the tenant already has a paper with the same content hash, nothing at all.
+//! the tenant already has a paper with the same content hash, nothing at all. Metadata detected
+//! in the text fill what was not given; a detected DOI or arXiv id that a paper of the tenant
+//! has already names that paper, and nothing is stored either.
 
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use uuid::Uuid;
 
-use super::ingest::{self, Document, SourceFormat};
+use super::ingest::{self, source_kind_name, Document, SourceFormat};
+use super::metadata;
 use crate::db::{DbError, TenantSession};
 use crate::graphql::loaders::{loader, Id};
 use crate::graphql::{db_error, error, session, ErrorCode, MemberGuard};
-use crate::papers::{Paper, INSERT_SECTIONS};
+use crate::papers::{Paper, SourceKind, INSERT_SECTIONS};
 
 /// Metadata given with a document; what is given overrides what was detected.
 #[derive(Clone, Debug, Default)]
@@ -42,7 +45,7 @@ pub struct IngestOutcome {
 pub async fn store(
     session: &TenantSession,
     doc: &Document,
-    format: SourceFormat,
+    kind: impl Into<SourceKind>,
     meta: &PaperMeta,
 ) -> Result<IngestOutcome, DbError> {
     let title = meta.title.clone().unwrap_or_else(|| doc.title.clone());
@@ -60,7 +63,7 @@ pub async fn store(
                 &meta.arxiv_id,
                 &meta.year,
                 &meta.venue,
-                &format.source_kind(),
+                &source_kind_name(kind.into()),
                 &doc.content_hash,
             ],
         )
@@ -92,6 +95,50 @@ pub async fn store(
     })
 }
 
+/// The tenant's paper with this DOI or this arXiv id (without version), if any.
+pub async fn find_paper(
+    session: &TenantSession,
+    doi: Option<&str>,
+    arxiv_id: Option<&str>,
+) -> Result<Option<Uuid>, DbError> {
+    if doi.is_none() && arxiv_id.is_none() {
+        return Ok(None);
+    }
+    let row = session
+        .query_opt(
+            "SELECT id FROM app.papers WHERE doi = $1 OR arxiv_id = $2 ORDER BY created_at LIMIT 1",
+            &[&doi, &arxiv_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Stores `doc` with the `given` metadata completed by the `detected` ones. When a detected
+/// (not given) DOI or arXiv id is a paper's of the tenant already, the document is that paper:
+/// nothing is stored.
+pub async fn store_detected(
+    session: &TenantSession,
+    doc: &Document,
+    kind: impl Into<SourceKind>,
+    given: &PaperMeta,
+    detected: PaperMeta,
+) -> Result<IngestOutcome, DbError> {
+    let meta = given.clone().or(detected);
+    let doi = meta.doi.as_deref().filter(|_| given.doi.is_none());
+    let arxiv_id = meta
+        .arxiv_id
+        .as_deref()
+        .filter(|_| given.arxiv_id.is_none());
+    if let Some(paper) = find_paper(session, doi, arxiv_id).await? {
+        return Ok(IngestOutcome {
+            paper,
+            created: false,
+            sections: 0,
+        });
+    }
+    store(session, doc, kind, &meta).await
+}
+
 /// A document to ingest.
 #[derive(InputObject)]
 pub struct IngestPaperInput {
@@ -102,16 +149,16 @@ pub struct IngestPaperInput {
     pub format: SourceFormat,
     /// Title (detected from the text when absent).
     pub title: Option<String>,
-    /// Authors.
+    /// Authors (detected from the text when absent).
     #[graphql(default)]
     pub authors: Vec<String>,
-    /// DOI.
+    /// DOI (detected from the text when absent).
     pub doi: Option<String>,
-    /// arXiv id.
+    /// arXiv id (detected from the text when absent).
     pub arxiv_id: Option<String>,
-    /// Year.
+    /// Year (detected from the text when absent).
     pub year: Option<i32>,
-    /// Venue.
+    /// Venue (detected from the text when absent).
     pub venue: Option<String>,
 }
 
@@ -133,7 +180,9 @@ pub struct IngestMutation;
 #[Object]
 impl IngestMutation {
     /// Ingests a paper's text: detects its title, abstract and sections (long ones are
-    /// chunked) and stores them; the same text ingested again changes nothing.
+    /// chunked) and the metadata not given (authors, DOI, arXiv id, year, venue), and stores
+    /// them. The same text ingested again changes nothing, and so does a text whose detected
+    /// DOI or arXiv id is a paper's of the tenant already.
     #[graphql(guard = "MemberGuard")]
     async fn ingest_paper(
         &self,
@@ -156,16 +205,19 @@ impl IngestMutation {
             year: input.year,
             venue: input.venue,
         };
+        let detected = metadata::detect(&input.content);
         let s = session(ctx)?;
-        let outcome = store(s, &doc, input.format, &meta).await.map_err(|e| {
-            if e.sql_state().map(|c| c.code()) == Some("23505") {
-                return error(
-                    ErrorCode::BadUserInput,
-                    "a paper with this DOI or arXiv id exists in this tenant",
-                );
-            }
-            db_error(e)
-        })?;
+        let outcome = store_detected(s, &doc, input.format, &meta, detected)
+            .await
+            .map_err(|e| {
+                if e.sql_state().map(|c| c.code()) == Some("23505") {
+                    return error(
+                        ErrorCode::BadUserInput,
+                        "a paper with this DOI or arXiv id exists in this tenant",
+                    );
+                }
+                db_error(e)
+            })?;
         let paper = loader(ctx)?
             .load_one(Id::<Paper>::new(outcome.paper))
             .await?
