@@ -4,6 +4,7 @@
 
 pub mod ingest;
 pub mod model;
+pub mod resolve;
 mod store;
 
 pub use store::{store, IngestMutation, IngestOutcome, PaperMeta};
