@@ -2,6 +2,7 @@
 //! per content hash) and the data passed between the later stages (extraction, validation,
 //! resolution, persistence, reasoning), which build on it.
 
+pub mod extract;
 pub mod ingest;
 pub mod model;
 pub mod resolve;
