@@ -7,5 +7,6 @@ pub mod ingest;
 pub mod model;
 pub mod resolve;
 mod store;
+pub mod validate;
 
 pub use store::{store, IngestMutation, IngestOutcome, PaperMeta};
