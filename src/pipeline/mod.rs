@@ -6,6 +6,7 @@ pub mod extract;
 pub mod ingest;
 pub mod model;
 pub mod resolve;
+pub mod rules;
 mod store;
 pub mod validate;
 
