@@ -8,21 +8,13 @@ use super::{GraphEdge, GraphNode, NodeType, RelationType, ReviewStatus};
 use crate::graphql::loaders::Row;
 use crate::graphql::relay::{row_id, Kind};
 use crate::graphql::{db_error, error, session, written, ErrorCode, MemberGuard};
+use crate::pipeline::resolve::entity_key;
 
-/// The normalised key of an entity name: lowercase, punctuation to spaces, spaces collapsed.
-/// One node exists per key and type in a tenant.
+/// The normalised key of an entity name, the one the pipeline resolves entities by
+/// ([`entity_key`]: case, punctuation, Unicode forms, a final plural). One node exists per key
+/// and type in a tenant.
 pub fn node_key(name: &str) -> String {
-    let mapped: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() {
-                c.to_lowercase().next().unwrap_or(c)
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    mapped.split_whitespace().collect::<Vec<_>>().join(" ")
+    entity_key(name)
 }
 
 fn check_text(value: &str, what: &str, max: usize) -> Result<()> {
@@ -459,5 +451,9 @@ mod tests {
         assert_eq!(node_key("BERT (base)"), "bert base");
         assert_eq!(node_key("F1-score"), node_key("f1 score"));
         assert_eq!(node_key("!!!"), "");
+        assert_eq!(
+            node_key("Convolutional Neural Networks"),
+            node_key("convolutional neural network")
+        );
     }
 }
