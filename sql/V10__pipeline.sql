@@ -85,11 +85,18 @@ CREATE TABLE app.merge_candidates (
 );
 CREATE INDEX merge_candidates_created_idx ON app.merge_candidates (tenant_id, created_at, id);
 
+-- A reasoning run proposes an insight once: its fingerprint (type and supporting ids) is unique.
+ALTER TABLE app.inferred_insights ADD COLUMN fingerprint text;
+CREATE UNIQUE INDEX inferred_insights_fingerprint_key
+    ON app.inferred_insights (tenant_id, fingerprint);
+
 -- Jobs: who may see and cancel them is RLS as usual; a running job's lease is what workers
 -- reclaim when it expires.
 CREATE INDEX jobs_lease_idx ON app.jobs (lease_expires_at) WHERE status = 'running';
 CREATE INDEX jobs_status_idx ON app.jobs (tenant_id, status, created_at, id);
-CREATE INDEX jobs_paper_idx ON app.jobs (tenant_id, paper_id) WHERE paper_id IS NOT NULL;
+-- At most one queued or running job per paper and kind.
+CREATE UNIQUE INDEX jobs_active_paper_key ON app.jobs (tenant_id, paper_id, kind)
+    WHERE status IN ('queued', 'running') AND paper_id IS NOT NULL;
 
 DO $$
 DECLARE

@@ -8,7 +8,9 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::Server;
 
 use crate::auth::{Authenticator, JwtVerifier};
-use crate::config::{DatabaseArgs, EncryptionArgs, RotateArgs, ServeArgs};
+use crate::config::{
+    DatabaseArgs, EncryptionArgs, PipelineArgs, RotateArgs, ServeArgs, WorkerArgs,
+};
 use crate::crypto::{KeyRing, ScryptCost};
 use crate::db::admin::AdminConnection;
 use crate::db::local::{LocalOptions, LocalPostgres, SUPERUSER};
@@ -16,7 +18,13 @@ use crate::db::Database;
 use crate::graphql::build_schema;
 use crate::http::{router, AppState};
 use crate::ids::{Role, DEFAULT_TENANT, LOCAL_USER};
+use crate::llm::ConcurrencyLimiter;
+use crate::pipeline::events::JobEvents;
+use crate::pipeline::runner::{ModelDefaults, Pipeline};
+use crate::pipeline::worker::{Worker, WorkerOptions};
 use crate::tenants::settings::{SettingsCache, SETTINGS_TTL};
+use crate::usage::calls::MeteredLlm;
+use crate::usage::meter::Meter;
 
 /// The database the local cluster serves.
 pub const LOCAL_DATABASE: &str = "research_graph";
@@ -200,8 +208,142 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if key_ring.is_none() {
         tracing::info!("ENCRYPTION_KEY not set: tenants cannot store API keys");
     }
+    let defaults = model_defaults(&args.pipeline, &pricing)?;
     let target = DatabaseTarget::open(&args.database).await?;
-    let result = run_server(&args, &target, auth, join_role, key_ring).await;
+    let result = run_server(&args, &target, auth, join_role, key_ring, pricing, defaults).await;
+    target.shutdown().await;
+    result
+}
+
+/// The operator's default models: as configured, else Gemini 2.5 Flash when a Gemini key is
+/// given, else the offline extractor. Each must have a price.
+fn model_defaults(
+    args: &PipelineArgs,
+    pricing: &crate::usage::pricing::Pricing,
+) -> anyhow::Result<ModelDefaults> {
+    let fallback = if args.gemini_api_key.is_some() {
+        "gemini-2.5-flash"
+    } else {
+        "offline"
+    };
+    let defaults = ModelDefaults {
+        extraction: args
+            .extraction_model
+            .clone()
+            .unwrap_or_else(|| fallback.to_owned()),
+        reasoning: args
+            .reasoning_model
+            .clone()
+            .unwrap_or_else(|| fallback.to_owned()),
+    };
+    for model in [&defaults.extraction, &defaults.reasoning] {
+        if pricing.model(model).is_none() {
+            anyhow::bail!("the default model {model:?} has no price (add it to PRICING_FILE)");
+        }
+    }
+    Ok(defaults)
+}
+
+/// The metered model gateway and the pipeline over `db`.
+fn pipeline(
+    db: &Database,
+    args: &PipelineArgs,
+    pricing: crate::usage::pricing::Pricing,
+    defaults: ModelDefaults,
+    key_ring: Option<Arc<KeyRing>>,
+) -> (Arc<Meter>, Arc<Pipeline>) {
+    use crate::llm::{ApiKey, GeminiProvider, LlmProvider, OfflineProvider, OpenAiProvider};
+
+    let mut gemini = GeminiProvider::new();
+    if let Some(url) = &args.gemini_base_url {
+        gemini = gemini.with_base_url(url.clone());
+    }
+    let mut openai = OpenAiProvider::new();
+    if let Some(url) = &args.openai_base_url {
+        openai = openai.with_base_url(url.clone());
+    }
+    let providers: Vec<Arc<dyn LlmProvider>> = vec![
+        Arc::new(gemini),
+        Arc::new(openai),
+        Arc::new(OfflineProvider::new()),
+    ];
+    let mut platform_keys = std::collections::HashMap::new();
+    if let Some(key) = &args.gemini_api_key {
+        platform_keys.insert("gemini".to_owned(), ApiKey::new(key.expose()));
+    }
+    if let Some(key) = &args.openai_api_key {
+        platform_keys.insert("openai".to_owned(), ApiKey::new(key.expose()));
+    }
+    let pricing = Arc::new(pricing);
+    let meter = Arc::new(Meter::start(db.clone(), 10_000));
+    let llm = Arc::new(MeteredLlm::new(
+        db.clone(),
+        Arc::clone(&pricing),
+        Arc::clone(&meter),
+        ConcurrencyLimiter::new(args.llm_concurrency.max(1)),
+        providers,
+    ));
+    let pipeline = Arc::new(Pipeline::new(
+        db.clone(),
+        llm,
+        pricing,
+        key_ring,
+        platform_keys,
+        defaults,
+        args.section_concurrency,
+    ));
+    (meter, pipeline)
+}
+
+fn worker_options(args: &PipelineArgs) -> WorkerOptions {
+    WorkerOptions {
+        concurrency: args.worker_concurrency.max(1),
+        lease: Duration::from_secs(args.lease_secs.max(3)),
+        backoff_base: Duration::from_secs(args.backoff_secs.max(1)),
+        ..WorkerOptions::default()
+    }
+}
+
+/// `research-graph worker`: runs jobs until SIGINT or SIGTERM, then gives running jobs back to
+/// the queue and writes the usage events still buffered.
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let pricing = load_pricing(args.pricing_file.as_deref())?;
+    let defaults = model_defaults(&args.pipeline, &pricing)?;
+    let key_ring = key_ring(&args.encryption).await?;
+    let target = DatabaseTarget::open(&args.database).await?;
+    let result = async {
+        let app_config = target.app.clone().context(
+            "worker needs DATABASE_URL (the rg_app login) when ADMIN_DATABASE_URL is set",
+        )?;
+        if target.local.is_some() {
+            target.prepare(true).await?;
+        }
+        let db = Database::new(app_config, &args.database.pool_settings())?;
+        db.ping()
+            .await
+            .context("cannot connect as the application role (rg_app)")?;
+        let (meter, pipeline) = self::pipeline(&db, &args.pipeline, pricing, defaults, key_ring);
+        let events = JobEvents::start(db.clone());
+        let worker = Arc::new(Worker::new(
+            pipeline,
+            db.clone(),
+            worker_options(&args.pipeline),
+            Some(events),
+        ));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let signal = shutdown_signal()?;
+        let run = tokio::spawn(Arc::clone(&worker).run(stopped));
+        signal.await;
+        let _ = stop.send(true);
+        let _ = run.await;
+        let unwritten = meter.shutdown(Duration::from_secs(10)).await;
+        if unwritten > 0 {
+            tracing::error!(unwritten, "usage events could not be written before exit");
+        }
+        db.close();
+        Ok(())
+    }
+    .await;
     target.shutdown().await;
     result
 }
@@ -209,7 +351,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// The price list: the shipped one with `PRICING_FILE` laid over it. An invalid file stops the
 /// start, since every model call is priced from it.
 pub fn pricing(args: &ServeArgs) -> anyhow::Result<crate::usage::pricing::Pricing> {
-    let operator = match &args.pricing_file {
+    load_pricing(args.pricing_file.as_deref())
+}
+
+fn load_pricing(
+    pricing_file: Option<&std::path::Path>,
+) -> anyhow::Result<crate::usage::pricing::Pricing> {
+    let operator = match pricing_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read PRICING_FILE {}", path.display()))?,
@@ -252,12 +400,14 @@ async fn run_server(
     auth: Authenticator,
     join_role: Option<Role>,
     key_ring: Option<Arc<KeyRing>>,
+    pricing: crate::usage::pricing::Pricing,
+    defaults: ModelDefaults,
 ) -> anyhow::Result<()> {
     let app_config = target
         .app
         .clone()
         .context("serve needs DATABASE_URL (the rg_app login) when ADMIN_DATABASE_URL is set")?;
-    target.prepare(args.dev).await?;
+    target.prepare(args.dev || args.demo).await?;
     let db = Database::new(app_config, &args.database.pool_settings())?;
     db.ping()
         .await
@@ -271,6 +421,26 @@ async fn run_server(
         "features"
     );
     tracing::info!(limits = ?args.limits, "GraphQL limits");
+    tracing::info!(extraction = %defaults.extraction, reasoning = %defaults.reasoning,
+        "default models");
+    let (meter, pipeline) =
+        self::pipeline(&db, &args.pipeline, pricing, defaults, key_ring.clone());
+    let events = JobEvents::start(db.clone());
+    let worker = Arc::new(Worker::new(
+        pipeline,
+        db.clone(),
+        worker_options(&args.pipeline),
+        Some(Arc::clone(&events)),
+    ));
+    if args.demo {
+        crate::pipeline::demo::seed(&db, &worker)
+            .await
+            .context("cannot seed the demo papers")?;
+    }
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let embedded = args
+        .embedded_worker
+        .then(|| tokio::spawn(Arc::clone(&worker).run(worker_stopped)));
     let state = Arc::new(AppState {
         db: db.clone(),
         schema: build_schema(args.introspection.unwrap_or(args.dev), &args.limits),
@@ -280,6 +450,7 @@ async fn run_server(
         join_role,
         settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 10_000)),
         key_ring,
+        events: Some(events),
     });
     let shutdown = shutdown_signal()?;
     let acceptor = TcpListener::bind((args.host.as_str(), args.port))
@@ -296,6 +467,14 @@ async fn run_server(
             Some(Duration::from_secs(args.shutdown_timeout_secs)),
         )
         .await?;
+    let _ = stop_worker.send(true);
+    if let Some(embedded) = embedded {
+        let _ = embedded.await;
+    }
+    let unwritten = meter.shutdown(Duration::from_secs(10)).await;
+    if unwritten > 0 {
+        tracing::error!(unwritten, "usage events could not be written before exit");
+    }
     db.close();
     tracing::info!("server stopped");
     Ok(())

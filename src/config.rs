@@ -34,6 +34,79 @@ pub enum Command {
     Keys(KeysArgs),
     /// Ingest papers (text, Markdown or PDF files, or arXiv ids and links) into a tenant.
     Ingest(IngestArgs),
+    /// Run pipeline jobs from the queue (any number of workers, on any machines).
+    Worker(Box<WorkerArgs>),
+}
+
+/// `research-graph worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The database (a worker never migrates: point it at a migrated database, or at the
+    /// data directory of a local server).
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Model providers and pipeline tuning.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// The master keys (to read tenants' own API keys).
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
+
+    /// Operator price list laid over the shipped one.
+    #[arg(long, env = "PRICING_FILE")]
+    pub pricing_file: Option<PathBuf>,
+}
+
+/// Model providers, default models and the pipeline's concurrency.
+#[derive(Clone, Debug, Args)]
+pub struct PipelineArgs {
+    /// The platform's Gemini API key (hosted mode). Without it, and without an OpenAI-compatible
+    /// server, models default to the offline extractor.
+    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
+    pub gemini_api_key: Option<SecretString>,
+
+    /// Gemini API base URL.
+    #[arg(long, env = "GEMINI_BASE_URL")]
+    pub gemini_base_url: Option<String>,
+
+    /// Base URL of an OpenAI-compatible server (…/v1), e.g. Ollama or vLLM.
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+
+    /// The platform's key for the OpenAI-compatible server, if it needs one.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<SecretString>,
+
+    /// Extraction model when a tenant's settings name none (default: gemini-2.5-flash with a
+    /// Gemini key, else `offline`).
+    #[arg(long, env = "DEFAULT_EXTRACTION_MODEL")]
+    pub extraction_model: Option<String>,
+
+    /// Reasoning model when a tenant's settings name none (same default).
+    #[arg(long, env = "DEFAULT_REASONING_MODEL")]
+    pub reasoning_model: Option<String>,
+
+    /// Model calls in flight at once per tenant (per process).
+    #[arg(long, env = "LLM_CONCURRENCY", default_value_t = 8)]
+    pub llm_concurrency: usize,
+
+    /// Sections of one job extracted at once.
+    #[arg(long, env = "SECTION_CONCURRENCY", default_value_t = 4)]
+    pub section_concurrency: usize,
+
+    /// Jobs one worker runs at once.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 2)]
+    pub worker_concurrency: usize,
+
+    /// A job's lease, in seconds (renewed every third of it while the job runs).
+    #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 60)]
+    pub lease_secs: u64,
+
+    /// First retry delay of a failed job, in seconds (doubled per attempt, jittered).
+    #[arg(long, env = "JOB_BACKOFF_SECS", default_value_t = 5)]
+    pub backoff_secs: u64,
 }
 
 /// `research-graph ingest PATH|ARXIV_ID|ARXIV_URL… --tenant SLUG`.
@@ -232,6 +305,20 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+
+    /// Model providers and pipeline tuning.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Run a pipeline worker inside the server process.
+    #[arg(long, env = "EMBEDDED_WORKER", default_value_t = true,
+          value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub embedded_worker: bool,
+
+    /// Seed the default tenant with the demo papers, processed by the offline extractor (with
+    /// --dev, for a first look in GraphiQL).
+    #[arg(long, env = "RG_DEMO", value_parser = BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub demo: bool,
 }
 
 impl ServeArgs {

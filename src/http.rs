@@ -35,6 +35,8 @@ use crate::features::Features;
 use crate::graphql::limits::{self, IntrospectionOff};
 use crate::graphql::{db_error, error, AppSchema, ErrorCode, Limits};
 use crate::ids::{Role, DEFAULT_TENANT};
+use crate::pipeline::events::JobEvents;
+use crate::pipeline::progress::SubscriptionScope;
 use crate::tenants::settings::SettingsCache;
 use crate::tenants::{self, ResolveError};
 
@@ -59,6 +61,9 @@ pub struct AppState {
     /// The master keys that encrypt tenants' API keys (`None`: no ENCRYPTION_KEY, so API keys
     /// cannot be stored).
     pub key_ring: Option<Arc<KeyRing>>,
+    /// The process's job announcements, for `jobProgress` subscriptions (`None`: subscriptions
+    /// are refused).
+    pub events: Option<Arc<JobEvents>>,
 }
 
 impl AppState {
@@ -98,6 +103,9 @@ pub fn router(state: Arc<AppState>) -> impl Endpoint {
 
 #[handler]
 async fn graphql(state: Data<&Arc<AppState>>, req: &Request, body: Body) -> Response {
+    if is_websocket(req) {
+        return subscribe(&state, req, None, body).await;
+    }
     serve(&state, req, None, body).await
 }
 
@@ -108,7 +116,132 @@ async fn graphql_for_slug(
     req: &Request,
     body: Body,
 ) -> Response {
+    if is_websocket(req) {
+        return subscribe(&state, req, Some(&slug), body).await;
+    }
     serve(&state, req, Some(&slug), body).await
+}
+
+fn is_websocket(req: &Request) -> bool {
+    req.method() == Method::GET
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// GraphQL over WebSocket (`graphql-transport-ws`, and the older `graphql-ws`) for
+/// subscriptions. The caller is authenticated and the tenant resolved at `connection_init`,
+/// from its payload (`Authorization`, `x-tenant-id`) or else the upgrade request's headers;
+/// membership is checked then, through a tenant session. A refused init closes the connection.
+async fn subscribe(
+    state: &Arc<AppState>,
+    req: &Request,
+    slug: Option<&str>,
+    body: Body,
+) -> Response {
+    use async_graphql_poem::{GraphQLProtocol, GraphQLWebSocket};
+    use poem::web::websocket::WebSocket;
+    use poem::FromRequest;
+
+    let mut body = poem::RequestBody::new(body);
+    let (websocket, protocol) = match (
+        WebSocket::from_request(req, &mut body).await,
+        GraphQLProtocol::from_request(req, &mut body).await,
+    ) {
+        (Ok(ws), Ok(protocol)) => (ws, protocol),
+        _ => {
+            return refuse(
+                MediaType::Json,
+                StatusCode::BAD_REQUEST,
+                vec![request_error(error(
+                    ErrorCode::BadUserInput,
+                    "a WebSocket upgrade with the graphql-transport-ws protocol is expected",
+                ))],
+            )
+        }
+    };
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let headers = (header("authorization"), header("x-tenant-id"));
+    let slug = slug.map(str::to_owned);
+    let state = Arc::clone(state);
+    let schema = state.schema.clone();
+    websocket
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let field = |name: &str| {
+                        payload.as_object().and_then(|o| {
+                            o.iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                                .and_then(|(_, v)| v.as_str().map(str::to_owned))
+                        })
+                    };
+                    let authorization = field("authorization").or(headers.0);
+                    let tenant_header = field("x-tenant-id").or(headers.1);
+                    let scope = connection_scope(
+                        &state,
+                        authorization.as_deref(),
+                        tenant_header.as_deref(),
+                        slug.as_deref(),
+                    )
+                    .await?;
+                    let mut data = async_graphql::Data::default();
+                    data.insert(scope);
+                    data.insert(state.features);
+                    Ok(data)
+                })
+                .serve()
+        })
+        .into_response()
+}
+
+/// Authenticates a subscription connection and checks membership of its tenant.
+async fn connection_scope(
+    state: &AppState,
+    authorization: Option<&str>,
+    tenant_header: Option<&str>,
+    slug: Option<&str>,
+) -> async_graphql::Result<SubscriptionScope> {
+    let Some(events) = state.events.clone() else {
+        return Err(error(
+            ErrorCode::BadUserInput,
+            "subscriptions are not enabled on this server",
+        ));
+    };
+    let caller = state
+        .auth
+        .authenticate(authorization)
+        .await
+        .map_err(|e| error(ErrorCode::Unauthenticated, e.to_string()))?;
+    let resolved = tenants::resolve(&state.db, &state.features, &caller, tenant_header, slug)
+        .await
+        .map_err(|e| match e {
+            ResolveError::BadHeader => error(ErrorCode::BadUserInput, e.to_string()),
+            ResolveError::NotMember => error(ErrorCode::Forbidden, "not a member of this tenant"),
+            ResolveError::Db(e) => db_error(e),
+        })?;
+    let session = state
+        .db
+        .session(resolved.tenant, caller.user)
+        .await
+        .map_err(db_error)?;
+    let member = session.role().is_some();
+    let _ = session.rollback().await;
+    if !member {
+        return Err(error(ErrorCode::Forbidden, "not a member of this tenant"));
+    }
+    Ok(SubscriptionScope {
+        door: state.db.door(resolved.tenant, caller.user),
+        events,
+    })
 }
 
 /// The media types of GraphQL responses.

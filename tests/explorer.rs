@@ -47,7 +47,8 @@ async fn star(t: &TestDb, a: &Seeded, fan: i32) -> Uuid {
     .unwrap();
     su.execute(
         "INSERT INTO app.entity_mentions (tenant_id, node_id, section_id, quote, start_offset, end_offset, agent, model, prompt_version)
-         SELECT n.tenant_id, n.id, $2, 'GraphNet', 11, 19, 'extractor', 'offline', 'v1' FROM app.nodes n WHERE n.tenant_id = $1",
+         SELECT n.tenant_id, n.id, $2, 'GraphNet', 11, 19, 'extractor', 'offline', 'v1' FROM app.nodes n WHERE n.tenant_id = $1
+         ON CONFLICT DO NOTHING",
         &[&a.tenant.0, &a.section],
     )
     .await

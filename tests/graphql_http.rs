@@ -37,6 +37,7 @@ fn state(db: Database, dev: bool, limits: Limits) -> Arc<AppState> {
         join_role: None,
         settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 100)),
         key_ring: None,
+        events: None,
     })
 }
 

@@ -28,6 +28,7 @@ fn client(db: Database, dev: bool) -> TestClient<impl poem::Endpoint> {
         join_role: None,
         settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 100)),
         key_ring: None,
+        events: None,
     })))
 }
 

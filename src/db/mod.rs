@@ -51,6 +51,55 @@ impl Default for PoolSettings {
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+/// The right to open tenant sessions for one tenant and user, and nothing else: what a
+/// long-lived subscription holds instead of a pool.
+#[derive(Clone)]
+pub struct TenantDoor {
+    db: Database,
+    tenant: TenantId,
+    user: UserId,
+}
+
+impl TenantDoor {
+    /// A new short session for the door's tenant and user.
+    pub async fn session(&self) -> Result<TenantSession, DbError> {
+        self.db.session(self.tenant, self.user).await
+    }
+
+    /// The door's tenant.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+}
+
+/// A connection listening for notifications (see [`Database::listen`]); dropping it closes
+/// the connection.
+pub struct Listener {
+    _client: tokio_postgres::Client,
+    rx: tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+}
+
+impl Listener {
+    /// The next notification; `None` once the connection has ended.
+    pub async fn recv(&mut self) -> Option<tokio_postgres::Notification> {
+        self.rx.recv().await
+    }
+}
+
+/// A job claimed by [`Database::claim_job`]: the worker now holds its lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimedJob {
+    /// The job's tenant.
+    pub tenant: TenantId,
+    /// The job.
+    pub job: Uuid,
+    /// The member the job runs for (who enqueued it).
+    pub user: Option<UserId>,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
 }
 
 impl Database {
@@ -72,7 +121,7 @@ impl Database {
         }
         config.connect_timeout(settings.wait_timeout);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -86,13 +135,22 @@ impl Database {
             .recycle_timeout(Some(settings.wait_timeout))
             .build()
             .map_err(|e| DbError::Config(e.to_string()))?;
-        Ok(Database { pool })
+        Ok(Database { pool, config })
     }
 
     /// Begins a transaction as `user` in `tenant`. Row-level security decides what it sees:
     /// nothing at all unless `user` is a member of `tenant`.
     pub async fn session(&self, tenant: TenantId, user: UserId) -> Result<TenantSession, DbError> {
         TenantSession::begin(&self.pool, tenant, user).await
+    }
+
+    /// A [`TenantDoor`] for `tenant` and `user`.
+    pub fn door(&self, tenant: TenantId, user: UserId) -> TenantDoor {
+        TenantDoor {
+            db: self.clone(),
+            tenant,
+            user,
+        }
     }
 
     /// Creates a tenant with `user` as its owner, through the SECURITY DEFINER function
@@ -159,6 +217,65 @@ impl Database {
         let row = tx.query_one(&statement, params).await?;
         tx.commit().await?;
         Ok(row)
+    }
+
+    /// Claims the next runnable job for `worker`, holding it for `lease`
+    /// (`app.claim_job`: expired leases are reclaimed first; `FOR UPDATE SKIP LOCKED`).
+    pub async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, DbError> {
+        let conn = self.pool.get().await?;
+        let statement = conn
+            .prepare_cached(
+                "SELECT tenant_id, job_id, user_id, attempt \
+                 FROM app.claim_job($1, make_interval(secs => $2))",
+            )
+            .await?;
+        let row = conn
+            .query_opt(&statement, &[&worker, &lease.as_secs_f64()])
+            .await?;
+        Ok(row.map(|r| ClaimedJob {
+            tenant: TenantId(r.get(0)),
+            job: r.get(1),
+            user: r.get::<_, Option<Uuid>>(2).map(UserId),
+            attempt: r.get(3),
+        }))
+    }
+
+    /// Opens a connection of its own (outside the pool) listening on `channel`. No tenant
+    /// context is ever set on it; payloads carry ids only. Notifications arrive on
+    /// [`Listener::recv`] until the connection ends.
+    pub async fn listen(&self, channel: &str) -> Result<Listener, DbError> {
+        use futures_util::StreamExt;
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        if tx.send(n).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the notification connection ended");
+                        break;
+                    }
+                }
+            }
+        });
+        let quoted = channel.replace('"', "\"\"");
+        client
+            .batch_execute(&format!("LISTEN \"{quoted}\""))
+            .await?;
+        Ok(Listener {
+            _client: client,
+            rx,
+        })
     }
 
     /// Checks that the database answers (readiness), without any tenant context.

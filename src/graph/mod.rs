@@ -14,7 +14,7 @@ use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{error, max_page_size, ErrorCode, MemberGuard};
 use crate::papers::{Paper, PaperFilter, PaperListing, PaperOrder, PaperSection, PaperVia};
 
-pub use mutations::GraphMutation;
+pub use mutations::{merge_into, GraphMutation};
 pub use neighborhood::{Neighborhood, NeighborhoodQuery};
 
 /// Entity types (the scientific information-extraction vocabulary).

@@ -5,6 +5,7 @@ use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result, ID};
 use uuid::Uuid;
 
 use super::{GraphEdge, GraphNode, NodeType, RelationType, ReviewStatus};
+use crate::db::TenantSession;
 use crate::graphql::loaders::Row;
 use crate::graphql::relay::{row_id, Kind};
 use crate::graphql::{db_error, error, session, written, ErrorCode, MemberGuard};
@@ -321,34 +322,41 @@ impl GraphMutation {
             ));
         }
         let s = session(ctx)?;
-        let locked = s
-            .query(
-                "SELECT id FROM app.nodes WHERE id = ANY($1) FOR UPDATE",
-                &[&vec![keep, merge]],
-            )
-            .await
-            .map_err(db_error)?;
-        if locked.len() != 2 {
-            return written::<GraphNode>(s, None, "entity");
-        }
-        for (sql, what) in MERGE_STEPS {
-            s.execute(sql, &[&keep, &merge]).await.map_err(|e| {
-                tracing::error!(step = what, error = %e, "merge failed");
-                db_error(e)
-            })?;
-        }
-        let row = s
-            .query_one(
-                &format!(
-                    "SELECT {} FROM app.nodes n WHERE n.id = $1",
-                    GraphNode::COLUMNS
-                ),
-                &[&keep],
-            )
-            .await
-            .map_err(db_error)?;
-        Ok(GraphNode::from_row(&row, 0))
+        let merged = merge_into(s, keep, merge).await?;
+        written(s, merged, "entity")
     }
+}
+
+/// Merges node `merge` into `keep` in the session's transaction (see `mergeNodes`); `None` when
+/// either is not there to be changed (missing, or the session may not write).
+pub async fn merge_into(s: &TenantSession, keep: Uuid, merge: Uuid) -> Result<Option<GraphNode>> {
+    let locked = s
+        .query(
+            "SELECT id FROM app.nodes WHERE id = ANY($1) FOR UPDATE",
+            &[&vec![keep, merge]],
+        )
+        .await
+        .map_err(db_error)?;
+    if locked.len() != 2 {
+        return Ok(None);
+    }
+    for (sql, what) in MERGE_STEPS {
+        s.execute(sql, &[&keep, &merge]).await.map_err(|e| {
+            tracing::error!(step = what, error = %e, "merge failed");
+            db_error(e)
+        })?;
+    }
+    let row = s
+        .query_one(
+            &format!(
+                "SELECT {} FROM app.nodes n WHERE n.id = $1",
+                GraphNode::COLUMNS
+            ),
+            &[&keep],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(Some(GraphNode::from_row(&row, 0)))
 }
 
 /// The steps of a merge, each with `$1` = keep and `$2` = merge, in one transaction.
@@ -368,6 +376,14 @@ const MERGE_STEPS: [(&str, &str); 7] = [
              SELECT ie.tenant_id, ie.insight_id, p.kept
              FROM app.insight_edges ie JOIN pairs p ON ie.edge_id = p.dup
              ON CONFLICT DO NOTHING
+         ), evidence AS (
+             INSERT INTO app.edge_evidence (tenant_id, edge_id, section_id, quote, start_offset,
+                 end_offset, confidence, agent, model, prompt_version, job_id, created_at)
+             SELECT ev.tenant_id, p.kept, ev.section_id, ev.quote, ev.start_offset,
+                    ev.end_offset, ev.confidence, ev.agent, ev.model, ev.prompt_version,
+                    ev.job_id, ev.created_at
+             FROM app.edge_evidence ev JOIN pairs p ON ev.edge_id = p.dup
+             ON CONFLICT DO NOTHING
          )
          DELETE FROM app.edges WHERE id IN (SELECT dup FROM pairs)",
         "fold duplicate relations",
@@ -386,8 +402,17 @@ const MERGE_STEPS: [(&str, &str); 7] = [
         "move incoming relations",
     ),
     (
-        "UPDATE app.entity_mentions SET node_id = $1 WHERE node_id = $2",
-        "move mentions",
+        "WITH same AS (
+             DELETE FROM app.entity_mentions m WHERE m.node_id = $2 AND EXISTS (
+                 SELECT 1 FROM app.entity_mentions k WHERE k.node_id = $1
+                   AND k.section_id = m.section_id AND k.start_offset = m.start_offset
+                   AND k.end_offset = m.end_offset))
+         UPDATE app.entity_mentions SET node_id = $1 WHERE node_id = $2
+           AND NOT EXISTS (SELECT 1 FROM app.entity_mentions k WHERE k.node_id = $1
+               AND k.section_id = app.entity_mentions.section_id
+               AND k.start_offset = app.entity_mentions.start_offset
+               AND k.end_offset = app.entity_mentions.end_offset)",
+        "move mentions (a quote both already have is kept once)",
     ),
     (
         "INSERT INTO app.insight_nodes (tenant_id, insight_id, node_id) \

@@ -9,9 +9,7 @@ pub mod relay;
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Context, EmptySubscription, ErrorExtensions, MergedObject, SDLExportOptions, Schema,
-};
+use async_graphql::{Context, ErrorExtensions, MergedObject, SDLExportOptions, Schema};
 use tokio_postgres::error::SqlState;
 
 use crate::db::{DbError, TenantSession};
@@ -37,6 +35,8 @@ pub struct Query(
     InsightQuery,
     SearchQuery,
     crate::usage::UsageQuery,
+    crate::pipeline::JobQuery,
+    crate::pipeline::CandidateQuery,
 );
 
 /// The root mutation type, merged from the domain modules.
@@ -48,23 +48,29 @@ pub struct Mutation(
     GraphMutation,
     InsightMutation,
     crate::pipeline::IngestMutation,
+    crate::pipeline::JobMutation,
+    crate::pipeline::CandidateMutation,
 );
 
 /// The executable schema.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, crate::pipeline::progress::Subscription>;
 
 /// Builds the schema with `limits`: depth, complexity, recursion depth and directives per
 /// field are enforced by async-graphql, and the limits are schema data, so resolvers read
 /// them with `ctx.data_unchecked::<Limits>()` (connections: `max_page_size`). `introspection`
 /// (and field suggestions with it) is on in development and off by default in production.
 pub fn build_schema(introspection: bool, limits: &Limits) -> AppSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_recursive_depth(limits.max_recursive_depth)
-        .limit_directives(limits.max_directives)
-        .extension(limits::StopAfterValidation)
-        .data(*limits);
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        crate::pipeline::progress::Subscription,
+    )
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_recursive_depth(limits.max_recursive_depth)
+    .limit_directives(limits.max_directives)
+    .extension(limits::StopAfterValidation)
+    .data(*limits);
     if !introspection {
         builder = builder
             .disable_introspection()

@@ -12,18 +12,27 @@
 //! and the jobs that run them: [`jobs`] (the queue), [`worker`], [`runner`], [`persist`],
 //! [`candidates`], [`events`] and [`progress`] (live progress), [`demo`].
 
+pub mod arxiv;
+pub mod candidates;
+pub mod demo;
+pub mod events;
 pub mod extract;
 pub mod ingest;
+pub mod jobs;
 pub mod metadata;
 pub mod model;
 pub mod pdf;
+pub mod persist;
+pub mod progress;
 pub mod reason;
 pub mod resolve;
 pub mod rules;
+pub mod runner;
 mod store;
 pub mod validate;
+pub mod worker;
 
-pub mod arxiv;
-
+pub use candidates::{CandidateMutation, CandidateQuery};
+pub use jobs::{JobMutation, JobQuery};
 pub use store::{find_paper, store_detected};
 pub use store::{store, IngestMutation, IngestOutcome, PaperMeta};

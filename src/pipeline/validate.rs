@@ -269,8 +269,20 @@ pub fn validate(
     section_text: &str,
     confidence_threshold: f64,
 ) -> SectionExtraction {
+    validate_in_context(raw, section_text, section_text, confidence_threshold)
+}
+
+/// [`validate`], with abbreviations read from `definitions` (the whole paper) rather than the
+/// section alone: a paper defines "Sparse Graph Transformer (SGT)" once, in its abstract, and
+/// "SGT" in its results section is the same entity. Quotes are still located in the section.
+pub fn validate_in_context(
+    raw: &RawExtraction,
+    section_text: &str,
+    definitions: &str,
+    confidence_threshold: f64,
+) -> SectionExtraction {
     let locator = Locator::new(section_text);
-    let names = Names::new(section_text);
+    let names = Names::new(definitions);
     let mut dropped = Dropped::default();
 
     let mut entities: Vec<Entity> = Vec::new();

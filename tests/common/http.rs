@@ -71,6 +71,7 @@ pub fn app_with_keys(db: &Database, options: AppOptions, key_ring: Option<Arc<Ke
         join_role: options.join_role,
         settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 100)),
         key_ring,
+        events: None,
     }));
     TestClient::new(poem::EndpointExt::boxed(
         poem::EndpointExt::map_to_response(endpoint),

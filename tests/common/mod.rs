@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod mock_gemini;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -310,6 +311,34 @@ pub async fn seed_tenant(t: &TestDb, slug: &str, doi: &str, node_key: &str) -> S
     )
     .await
     .expect("expired reservation");
+    s.execute(
+        "INSERT INTO app.section_extractions (tenant_id, section_id, content_hash, agent, model, \
+         prompt_version, status, entities, relations, mentions, job_id) \
+         VALUES ($1, $2, 'h0', 'extractor', 'offline', 'v1', 'done', 2, 1, 1, $3)",
+        &[&tid, &section, &job],
+    )
+    .await
+    .expect("section extraction");
+    s.execute(
+        "INSERT INTO app.edge_evidence (tenant_id, edge_id, section_id, quote, start_offset, \
+         end_offset, confidence, agent, model, prompt_version, job_id) \
+         VALUES ($1, $2, $3, 'GraphNet for link prediction', 11, 39, 0.9, 'extractor', 'offline', 'v1', $4)",
+        &[&tid, &edge, &section, &job],
+    )
+    .await
+    .expect("edge evidence");
+    let (a, b) = if source_node < target_node {
+        (source_node, target_node)
+    } else {
+        (target_node, source_node)
+    };
+    s.execute(
+        "INSERT INTO app.merge_candidates (tenant_id, node_a, node_b, score, reason) \
+         VALUES ($1, $2, $3, 0.9, 'token overlap 0.90')",
+        &[&tid, &a, &b],
+    )
+    .await
+    .expect("merge candidate");
     s.commit().await.expect("commit seed");
     Seeded {
         tenant,
