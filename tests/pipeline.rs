@@ -865,11 +865,11 @@ async fn throughput_with_50ms_model_latency() {
         let (tenant, owner) = t.create_tenant(&format!("bench{concurrency}")).await;
         let m = mock(Duration::from_millis(50)).await;
         let s = setup(&t, &m.base, concurrency);
-        // 8 papers of 6 sections each.
-        let papers: Vec<String> = (0..8)
+        // 4 papers of 12 sections each.
+        let papers: Vec<String> = (0..4)
             .map(|p| {
                 let mut text = format!("# Throughput Paper {p}\n\n");
-                for k in 0..6 {
+                for k in 0..12 {
                     text.push_str(&format!(
                         "## Section {k}\nWe propose GraphNet{p}x{k} for link prediction. GraphNet reaches 0.91 AUC on the Cora dataset.\n\n"
                     ));

@@ -376,3 +376,172 @@ fn serve_refuses_unsafe_configurations() {
         assert!(!dir.path().join("pg").exists(), "no database was started");
     }
 }
+
+fn graphql(addr: &str, query: &str, variables: serde_json::Value) -> serde_json::Value {
+    let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
+    let (status, body) = http(addr, "POST", "/graphql", &body);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// `serve --demo` (RG_DEMO): a graph to look at with no key, and the embedded worker runs what
+/// is queued through the API.
+#[test]
+fn serve_demo_shows_a_graph_and_its_embedded_worker_runs_new_jobs() {
+    let dir = data_dir();
+    let mut server = Server::start_with(dir.path(), &[("RG_DEMO", "1".into())]);
+    assert!(
+        server.log_contains("demo papers seeded and processed"),
+        "{:#?}",
+        server.log
+    );
+    let body = graphql(
+        &server.addr,
+        "{ papers(first: 10) { totalCount } graphNodes(first: 1) { totalCount }
+           graphEdges(first: 1) { totalCount } insights(first: 10) { totalCount nodes { insightType } } }",
+        serde_json::json!({}),
+    );
+    let data = &body["data"];
+    assert_eq!(data["papers"]["totalCount"], 3, "{body}");
+    assert!(
+        data["graphNodes"]["totalCount"].as_i64().unwrap() >= 10,
+        "{body}"
+    );
+    assert!(
+        data["graphEdges"]["totalCount"].as_i64().unwrap() >= 10,
+        "{body}"
+    );
+    assert!(
+        data["insights"]["totalCount"].as_i64().unwrap() >= 1,
+        "{body}"
+    );
+
+    let body = graphql(
+        &server.addr,
+        "mutation($i: IngestPaperInput!) { ingestPaper(input: $i) { paper { id } } }",
+        serde_json::json!({ "i": { "content": "# Tiny\n\n## Abstract\nWe propose TinyNet for image classification on the CIFAR-10 dataset.\n", "format": "MARKDOWN" } }),
+    );
+    let paper = body["data"]["ingestPaper"]["paper"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = graphql(
+        &server.addr,
+        "mutation($p: ID!) { processPaper(paperId: $p) { id } }",
+        serde_json::json!({ "p": paper }),
+    );
+    let job = body["data"]["processPaper"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = graphql(
+            &server.addr,
+            "query($id: UUID!) { pipelineJob(id: $id) { status progress { entities } } }",
+            serde_json::json!({ "id": job }),
+        );
+        let status = body["data"]["pipelineJob"]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if status == "SUCCEEDED" {
+            assert!(
+                body["data"]["pipelineJob"]["progress"]["entities"]
+                    .as_i64()
+                    .unwrap()
+                    > 0
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the embedded worker did not run the job: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit().success(), "{:#?}", server.log);
+    assert!(server.log_contains("worker stopped"));
+}
+
+/// `research-graph worker` against an existing database: runs what is queued, stops on SIGTERM.
+#[test]
+fn the_worker_command_runs_queued_jobs_and_stops_cleanly() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let t = runtime.block_on(common::TestDb::new());
+    let (tenant, owner) = runtime.block_on(t.create_tenant("lab"));
+    let jobs: Vec<uuid::Uuid> = runtime.block_on(async {
+        let s = t.session(tenant, owner).await;
+        let mut jobs = Vec::new();
+        for i in 0..3 {
+            let text = format!("# Paper {i}\n\n## Abstract\nWe propose Net{i} for link prediction on the Cora dataset.\n");
+            let doc = research_graph::pipeline::ingest::parse(
+                &text,
+                research_graph::pipeline::ingest::SourceFormat::Markdown,
+            )
+            .unwrap();
+            let paper = research_graph::pipeline::store(
+                &s,
+                &doc,
+                research_graph::pipeline::ingest::SourceFormat::Markdown,
+                &Default::default(),
+            )
+            .await
+            .unwrap()
+            .paper;
+            let (job, _) = research_graph::pipeline::jobs::enqueue(
+                &s,
+                research_graph::pipeline::jobs::JobKind::ProcessPaper,
+                Some(paper),
+                serde_json::json!({}),
+                5,
+            )
+            .await
+            .unwrap();
+            jobs.push(job.id);
+        }
+        s.commit().await.unwrap();
+        jobs
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_research-graph"))
+        .arg("worker")
+        .env("DATABASE_URL", url(&t.app_config()))
+        .env_remove("ADMIN_DATABASE_URL")
+        .env_remove("GEMINI_API_KEY")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done: i64 = runtime.block_on(async {
+            let s = t.session(tenant, owner).await;
+            let n = s
+                .query_one(
+                    "SELECT count(*) FROM app.jobs WHERE id = ANY($1) AND status = 'succeeded'",
+                    &[&jobs],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            s.rollback().await.unwrap();
+            n
+        });
+        if done == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not finish the jobs"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("worker stopped"), "{log}");
+}
