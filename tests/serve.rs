@@ -504,7 +504,7 @@ fn the_worker_command_runs_queued_jobs_and_stops_cleanly() {
         s.commit().await.unwrap();
         jobs
     });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_research-graph"))
+    let child = Command::new(env!("CARGO_BIN_EXE_research-graph"))
         .arg("worker")
         .env("DATABASE_URL", url(&t.app_config()))
         .env_remove("ADMIN_DATABASE_URL")
