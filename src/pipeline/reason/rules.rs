@@ -109,15 +109,22 @@ const NEGATIONS: [&str; 11] = [
 ///   claiming both ways is ignored. Claims are compared only between quotes naming the same
 ///   datasets and metrics (nodes of the snapshot), so "X beats Y on A" and "Y beats X on B" do
 ///   not conflict. A conflict needs one paper for each side.
-/// - *Metric values*: for EVALUATE-FOR edges joining a Method M and a Dataset D (either
-///   direction), a quote gives a value when, once the names of M, D and the metric are set
-///   aside, it names exactly one Metric node of the snapshot and no other Method, holds exactly
-///   one number (not part of a name such as "GPT-3"), and that number stands next to the metric
-///   (at most three plain words between, as in "an F1 of 91.2" or "91.2% accuracy"). A paper
-///   giving two different values (dev and test, say) is ignored. Values are equal when they
-///   agree at the coarser precision ("91.2" and "91.24"), also with a fraction read as a
-///   percentage ("0.912" and "91.2%" or "91.2"). A conflict needs two papers with values that
-///   are not equal.
+/// - *Metric values*: read from the quotes of EVALUATE-FOR edges (either direction) joining a
+///   Method M to a Dataset or to a Metric. On a Method–Dataset edge the dataset D is the edge's
+///   and the metric is the one Metric node of the snapshot the quote names. On a Method–Metric
+///   edge (the extractor's "F1 EVALUATE-FOR M") the metric is the edge's, which must be the one
+///   Metric node the quote names, and D is the one Dataset node of the snapshot the quote names
+///   once the names of M and the metric are set aside (none or several: no value). Either way,
+///   a quote gives a value when, once the names of M, D and the metric are set aside, it names
+///   no other Method, holds exactly one number (not part of a name such as "GPT-3" or "QM9"),
+///   and that number stands next to the metric (at most three plain words between, as in "an
+///   F1 of 91.2", "a MAE of 0.041" or "91.2% accuracy"). Values are grouped by method, dataset
+///   and metric whichever kind of edge they come from, so a sentence that is evidence for both
+///   kinds counts once for its paper. A paper giving two different values (dev and test, say)
+///   is ignored. Values are equal when they agree at the coarser precision ("91.2" and
+///   "91.24"), also with a fraction read as a percentage ("0.912" and "91.2%" or "91.2"). A
+///   conflict needs two papers with values that are not equal; it rests on M, D, the metric and
+///   the edges the values were read from.
 pub fn rule_insights(snapshot: &GraphSnapshot) -> Vec<ProposedInsight> {
     let graph = Graph::new(snapshot);
     let mut insights = compare_conflicts(&graph);
@@ -413,37 +420,48 @@ struct Reading<'a> {
 }
 
 fn metric_conflicts(graph: &Graph) -> Vec<ProposedInsight> {
-    let metrics = graph.named("Metric");
-    let methods = graph.named("Method");
+    let known = Known {
+        metrics: graph.named("Metric"),
+        methods: graph.named("Method"),
+        datasets: graph.named("Dataset"),
+    };
     let mut readings: BTreeMap<(Uuid, Uuid, Uuid), BTreeMap<Uuid, Vec<Reading>>> = BTreeMap::new();
     for &edge in &graph.edges {
         if edge.relation_type != "EVALUATE-FOR" {
             continue;
         }
         let (source, target) = (graph.node(edge.source), graph.node(edge.target));
-        let (method, dataset) = match (source.node_type.as_str(), target.node_type.as_str()) {
-            ("Method", "Dataset") => (source, target),
-            ("Dataset", "Method") => (target, source),
+        let (method, other) = if source.node_type == "Method" {
+            (source, target)
+        } else if target.node_type == "Method" {
+            (target, source)
+        } else {
+            continue;
+        };
+        let joined = match other.node_type.as_str() {
+            "Dataset" => Joined::Dataset(other),
+            "Metric" => Joined::Metric(other),
             _ => continue,
         };
         for quote in &edge.quotes {
-            if let Some((metric, number)) =
-                metric_value(&quote.text, method, dataset, &metrics, &methods)
-            {
+            if let Some(stated) = metric_value(&quote.text, method, joined, &known) {
                 readings
-                    .entry((method.id, dataset.id, metric))
+                    .entry((method.id, stated.dataset, stated.metric))
                     .or_default()
                     .entry(quote.paper)
                     .or_default()
                     .push(Reading {
-                        value: number.value,
-                        decimals: number.decimals,
-                        text: number.text,
+                        value: stated.number.value,
+                        decimals: stated.number.decimals,
+                        text: stated.number.text,
                         edge: edge.id,
                         quote: &quote.text,
                     });
             }
         }
+    }
+    for readings in readings.values_mut().flat_map(BTreeMap::values_mut) {
+        readings.sort_by(|a, b| (a.edge, a.quote, &a.text).cmp(&(b.edge, b.quote, &b.text)));
     }
     let mut found = Vec::new();
     for ((method, dataset, metric), by_paper) in readings {
@@ -512,26 +530,46 @@ struct Number {
     text: String,
 }
 
-/// The metric and the value a quote of a `method`–`dataset` edge gives, if it gives exactly one
-/// plainly: see [`rule_insights`].
-fn metric_value(
-    quote: &str,
-    method: &SnapNode,
-    dataset: &SnapNode,
-    metrics: &[(&SnapNode, Vec<String>)],
-    methods: &[(&SnapNode, Vec<String>)],
-) -> Option<(Uuid, Number)> {
+/// What an EVALUATE-FOR edge joins a Method to.
+#[derive(Clone, Copy)]
+enum Joined<'a> {
+    /// A Dataset: the quote names the metric.
+    Dataset(&'a SnapNode),
+    /// A Metric: the quote names the dataset.
+    Metric(&'a SnapNode),
+}
+
+/// The snapshot's named metrics, methods and datasets.
+struct Known<'a> {
+    metrics: Vec<(&'a SnapNode, Vec<String>)>,
+    methods: Vec<(&'a SnapNode, Vec<String>)>,
+    datasets: Vec<(&'a SnapNode, Vec<String>)>,
+}
+
+/// A value of a metric on a dataset, as a quote states it.
+struct Stated {
+    dataset: Uuid,
+    metric: Uuid,
+    number: Number,
+}
+
+/// The value a quote of an EVALUATE-FOR edge joining `method` to `joined` gives, with its
+/// dataset and metric, if it gives exactly one plainly: see [`rule_insights`].
+fn metric_value(quote: &str, method: &SnapNode, joined: Joined, known: &Known) -> Option<Stated> {
     let text = quote.to_lowercase();
     if negated(&text) {
         return None;
     }
-    let mut hidden: Vec<(usize, usize)> = Vec::new();
-    for name in names(method).iter().chain(&names(dataset)) {
-        hidden.extend(occurrences(&text, name));
-    }
+    let at = |node: &SnapNode| -> Vec<(usize, usize)> {
+        names(node)
+            .iter()
+            .flat_map(|name| occurrences(&text, name))
+            .collect()
+    };
+    let mut hidden = at(method);
     let mut metric_at: Vec<(usize, usize)> = Vec::new();
     let mut named: BTreeSet<Uuid> = BTreeSet::new();
-    for (metric, names) in metrics {
+    for (metric, names) in &known.metrics {
         for name in names {
             let at = occurrences(&text, name);
             if !at.is_empty() {
@@ -544,8 +582,29 @@ fn metric_value(
         return None;
     };
     hidden.extend(&metric_at);
+    let dataset = match joined {
+        Joined::Dataset(dataset) => dataset,
+        Joined::Metric(edge_metric) => {
+            if edge_metric.id != metric {
+                return None;
+            }
+            let masked = mask(&text, &hidden);
+            let named: Vec<&SnapNode> = known
+                .datasets
+                .iter()
+                .filter(|(_, names)| mentions(&masked, names))
+                .map(|&(node, _)| node)
+                .collect();
+            let [dataset] = named[..] else {
+                return None;
+            };
+            dataset
+        }
+    };
+    hidden.extend(at(dataset));
     let masked = mask(&text, &hidden);
-    let other_method = methods
+    let other_method = known
+        .methods
         .iter()
         .any(|(node, names)| node.id != method.id && mentions(&masked, names));
     if other_method {
@@ -555,7 +614,11 @@ fn metric_value(
     let next_to_metric = metric_at.iter().any(|&(start, end)| {
         beside(&masked, end, number.start) || beside(&masked, number.end, start)
     });
-    next_to_metric.then_some((metric, number))
+    next_to_metric.then_some(Stated {
+        dataset: dataset.id,
+        metric,
+        number,
+    })
 }
 
 /// Whether `text[from..to]` is at most three plain words (letters only, `:` and `=` allowed).
@@ -1224,6 +1287,211 @@ mod tests {
             ]),
             vec![]
         );
+    }
+
+    /// The demo papers' evaluation of the Sparse Graph Transformer on QM9, as the offline
+    /// extractor and entity resolution leave it: the values are on the metric's edges.
+    struct Molecules {
+        builder: Builder,
+        sgt: Uuid,
+        qm9: Uuid,
+        mae: Uuid,
+        mae_of_sgt: Uuid,
+        qm9_of_sgt: Uuid,
+    }
+
+    const SGT_P1: &str = "On the QM9 dataset, SGT achieves a MAE of 0.041.";
+    const SGT_P3: &str = "On the QM9 dataset, the Sparse Graph Transformer (SGT) achieves a MAE \
+                          of 0.055 in our reproduction.";
+
+    /// Gives `node` another name.
+    fn alias(b: &mut Builder, node: Uuid, alias: &str) {
+        let node = b.snapshot.nodes.iter_mut().find(|n| n.id == node);
+        node.expect("a node of the snapshot")
+            .aliases
+            .push(alias.to_owned());
+    }
+
+    /// The example, with `sgt_quotes` the evidence of "mean absolute error" EVALUATE-FOR
+    /// "Sparse Graph Transformer".
+    fn molecules(sgt_quotes: &[(&str, &str)]) -> Molecules {
+        let mut b = Builder::default();
+        let sgt = b.node("Sparse Graph Transformer", "Method");
+        alias(&mut b, sgt, "SGT");
+        let lma = b.node("Local Message Attention", "Method");
+        alias(&mut b, lma, "LMA");
+        let qm9 = b.node("QM9", "Dataset");
+        let zinc = b.node("ZINC", "Dataset");
+        let mae = b.node("mean absolute error", "Metric");
+        alias(&mut b, mae, "MAE");
+        let rmse = b.node("root mean square error", "Metric");
+        alias(&mut b, rmse, "RMSE");
+        let mae_of_sgt = b.edge(mae, "EVALUATE-FOR", sgt, sgt_quotes);
+        let evaluated = "We evaluate SGT on the QM9 dataset and the ZINC dataset.";
+        let qm9_of_sgt = b.edge(qm9, "EVALUATE-FOR", sgt, &[("p1", evaluated)]);
+        b.edge(zinc, "EVALUATE-FOR", sgt, &[("p1", evaluated)]);
+        b.edge(
+            mae,
+            "EVALUATE-FOR",
+            lma,
+            &[("p3", "LMA achieves a MAE of 0.048 on the QM9 dataset.")],
+        );
+        Molecules {
+            builder: b,
+            sgt,
+            qm9,
+            mae,
+            mae_of_sgt,
+            qm9_of_sgt,
+        }
+    }
+
+    #[test]
+    fn values_on_metric_edges_are_read_with_the_dataset_the_quote_names() {
+        let m = molecules(&[
+            ("p1", SGT_P1),
+            // Another dataset, one paper only.
+            ("p1", "On the ZINC dataset, SGT achieves a MAE of 0.072."),
+            ("p3", SGT_P3),
+        ]);
+        assert_eq!(
+            rule_insights(&m.builder.snapshot),
+            vec![ProposedInsight {
+                insight_type: "conflict".into(),
+                statement: "Papers report different \"mean absolute error\" values for \"Sparse \
+                            Graph Transformer\" on \"QM9\": 0.041 and 0.055."
+                    .into(),
+                rationale: "2 papers give \"mean absolute error\" for \"Sparse Graph \
+                            Transformer\" on \"QM9\" in their evidence: \"On the QM9 dataset, \
+                            SGT achieves a MAE of 0.041.\"; \"On the QM9 dataset, the Sparse \
+                            Graph Transformer (SGT) achieves a MAE of 0.055 in our \
+                            reproduction.\". The values may come from different settings, \
+                            splits or versions of the dataset; check the papers."
+                    .into(),
+                confidence: METRIC_CONFIDENCE,
+                nodes: vec![m.sgt, m.qm9, m.mae],
+                edges: vec![m.mae_of_sgt],
+            }]
+        );
+    }
+
+    fn molecule_conflicts(sgt_quotes: &[(&str, &str)]) -> Vec<ProposedInsight> {
+        rule_insights(&molecules(sgt_quotes).builder.snapshot)
+    }
+
+    #[test]
+    fn values_on_metric_edges_are_read_conservatively() {
+        let base = ("p1", SGT_P1);
+        assert_eq!(molecule_conflicts(&[base, ("p3", SGT_P3)]).len(), 1);
+        let quiet = [
+            // Equal at the coarser precision.
+            ("p3", "On the QM9 dataset, SGT achieves a MAE of 0.0410."),
+            // The same paper.
+            ("p1", SGT_P3),
+            // Two datasets, or none.
+            (
+                "p3",
+                "On the QM9 and ZINC datasets, SGT achieves a MAE of 0.055.",
+            ),
+            (
+                "p3",
+                "The Sparse Graph Transformer achieves a MAE of 0.055 in our reproduction.",
+            ),
+            // Negated.
+            (
+                "p3",
+                "On the QM9 dataset, SGT does not achieve a MAE of 0.055.",
+            ),
+            // The value away from the metric.
+            (
+                "p3",
+                "On the QM9 dataset, SGT achieves 0.055 in our reproduction, in MAE.",
+            ),
+            (
+                "p3",
+                "On the QM9 dataset, SGT has a MAE that we measured, in our setting, as 0.055.",
+            ),
+            // Another metric, another method, or a second number.
+            ("p3", "On the QM9 dataset, SGT achieves an RMSE of 0.055."),
+            (
+                "p3",
+                "On the QM9 dataset, SGT and LMA achieve a MAE of 0.055.",
+            ),
+            (
+                "p3",
+                "On the QM9 dataset, SGT achieves a MAE of 0.055 after 300 epochs.",
+            ),
+        ];
+        for quote in quiet {
+            assert_eq!(molecule_conflicts(&[base, quote]), vec![], "{quote:?}");
+        }
+        // One paper only.
+        assert_eq!(molecule_conflicts(&[base]), vec![]);
+        // Values of another metric than the edge's.
+        assert_eq!(
+            molecule_conflicts(&[
+                ("p1", "On the QM9 dataset, SGT achieves an RMSE of 0.061."),
+                ("p3", "On the QM9 dataset, SGT achieves an RMSE of 0.07."),
+            ]),
+            vec![]
+        );
+    }
+
+    /// The evidence of an edge of the snapshot.
+    fn quotes_of(b: &mut Builder, edge: Uuid) -> &mut Vec<super::super::SnapQuote> {
+        let edge = b.snapshot.edges.iter_mut().find(|e| e.id == edge);
+        &mut edge.expect("an edge of the snapshot").quotes
+    }
+
+    #[test]
+    fn a_claim_on_both_kinds_of_edge_counts_once() {
+        // Paper 1's sentence is evidence for both of its edges: one paper, so no conflict.
+        let mut m = molecules(&[("p1", SGT_P1)]);
+        let (p1, p3) = (m.builder.paper("p1"), m.builder.paper("p3"));
+        let quote = |paper: Uuid, text: &str| super::super::SnapQuote {
+            paper,
+            text: text.to_owned(),
+        };
+        quotes_of(&mut m.builder, m.qm9_of_sgt).push(quote(p1, SGT_P1));
+        assert_eq!(rule_insights(&m.builder.snapshot), vec![]);
+        // Paper 3 disagreeing: one conflict between two papers, resting on both edges.
+        quotes_of(&mut m.builder, m.mae_of_sgt).push(quote(p3, SGT_P3));
+        let found = rule_insights(&m.builder.snapshot);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].statement,
+            "Papers report different \"mean absolute error\" values for \"Sparse Graph \
+             Transformer\" on \"QM9\": 0.041 and 0.055."
+        );
+        assert!(
+            found[0].rationale.starts_with("2 papers give "),
+            "{found:?}"
+        );
+        assert_eq!(found[0].nodes, vec![m.sgt, m.qm9, m.mae]);
+        assert_eq!(found[0].edges, vec![m.mae_of_sgt, m.qm9_of_sgt]);
+        // Paper 1 giving another value on its other edge is ignored.
+        quotes_of(&mut m.builder, m.qm9_of_sgt)[1].text =
+            "On the QM9 dataset, SGT achieves a MAE of 0.045.".into();
+        assert_eq!(rule_insights(&m.builder.snapshot), vec![]);
+    }
+
+    #[test]
+    fn metric_edge_values_do_not_depend_on_snapshot_order() {
+        let m = molecules(&[
+            ("p1", SGT_P1),
+            ("p1", "On the QM9 dataset, SGT achieves a MAE of 4.1%."),
+            ("p3", SGT_P3),
+            ("p3", "SGT achieves a MAE of 0.055 on QM9."),
+        ]);
+        let forward = rule_insights(&m.builder.snapshot);
+        assert_eq!(forward.len(), 1, "{forward:?}");
+        let mut reversed = m.builder.snapshot.clone();
+        reversed.nodes.reverse();
+        reversed.edges.reverse();
+        for edge in &mut reversed.edges {
+            edge.quotes.reverse();
+        }
+        assert_eq!(rule_insights(&reversed), forward);
     }
 
     #[test]
