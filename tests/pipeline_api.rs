@@ -230,6 +230,17 @@ async fn papers_are_queued_listed_processed_and_reasoned_over_through_graphql() 
         }),
         "{body}"
     );
+    // …and two of them report different MAE values for SGT on QM9.
+    assert!(
+        insights.iter().any(|i| {
+            let s = i["statement"].as_str().unwrap();
+            i["insightType"] == "CONFLICT"
+                && s.contains("QM9")
+                && s.contains("0.041")
+                && s.contains("0.055")
+        }),
+        "{body}"
+    );
     for i in insights {
         assert!(
             i["supportingNodes"]["totalCount"].as_i64().unwrap() > 0,

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -419,7 +418,6 @@ impl Run<'_> {
         }
         self.set_stage("extract", start).await?;
 
-        let semaphore = Arc::new(Semaphore::new(self.pipeline.section_concurrency));
         let mut tasks = JoinSet::new();
         // Abbreviations are read from the whole paper: defined once, used in every section.
         let mut paper_text = title.clone();
@@ -441,16 +439,7 @@ impl Run<'_> {
         loop {
             while first_error.is_none() && tasks.len() < self.pipeline.section_concurrency {
                 let Some(p) = queue.next() else { break };
-                let permit = Arc::clone(&semaphore)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| JobError::fatal("the section limiter closed"))?;
-                let work = self.section_work(p, Arc::clone(&text), Arc::clone(&provenance));
-                tasks.spawn(async move {
-                    let r = work.await;
-                    drop(permit);
-                    r
-                });
+                tasks.spawn(self.section_work(p, Arc::clone(&text), Arc::clone(&provenance)));
             }
             match tasks.join_next().await {
                 None => break,
