@@ -7,7 +7,8 @@
 //!    [`limits::admit`]: soft limits report, hard limits reserve or refuse;
 //! 3. a per-tenant concurrency permit is taken;
 //! 4. the provider is called; its retries happen inside;
-//! 5. a usage event is recorded whatever happened — success, an error that still used tokens
+//! 5. a usage event is recorded (written before the call returns, buffered only while the
+//!    database cannot take it) whatever happened — success, an error that still used tokens
 //!    (truncated or malformed output), an error that used none, or a refusal by a hard limit —
 //!    with the exact cost of the tokens the provider reported.
 
@@ -290,7 +291,7 @@ impl MeteredLlm {
         reservation: Option<Uuid>,
     ) {
         self.meter
-            .record(UsageEvent {
+            .record_durable(UsageEvent {
                 tenant: cx.tenant,
                 user: cx.user,
                 job_id: cx.job_id,

@@ -2,7 +2,8 @@
 //! metering never fails or slows the user's work, and never silently loses an event.
 //!
 //! `record` puts the event in a bounded buffer (waiting for room when it is full: back-pressure,
-//! not loss). A worker writes batches, one tenant session per tenant and user, with `ON CONFLICT
+//! not loss); `record_durable`, which model calls use, writes it at once and buffers it only
+//! when the database cannot take it then, so a process killed after a call has recorded it. A worker writes batches, one tenant session per tenant and user, with `ON CONFLICT
 //! (tenant_id, idempotency_key) DO NOTHING` so a retried batch never counts twice. When the
 //! database is unavailable the worker keeps the batch and retries with backoff; the buffer holds
 //! what arrives meanwhile. An event the database refuses for good (not retryable) is logged with
@@ -112,6 +113,7 @@ pub struct MeterCounts {
 
 /// The meter: a bounded buffer and its writer.
 pub struct Meter {
+    db: Database,
     tx: Mutex<Option<mpsc::Sender<UsageEvent>>>,
     stats: Arc<MeterStats>,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -125,8 +127,9 @@ impl Meter {
     pub fn start(db: Database, capacity: usize) -> Meter {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let stats = Arc::new(MeterStats::default());
-        let worker = tokio::spawn(run(db, rx, Arc::clone(&stats)));
+        let worker = tokio::spawn(run(db.clone(), rx, Arc::clone(&stats)));
         Meter {
+            db,
             tx: Mutex::new(Some(tx)),
             stats,
             worker: Mutex::new(Some(worker)),
@@ -149,6 +152,33 @@ impl Meter {
                 idempotency_key = %event.idempotency_key,
                 "usage event recorded after the meter stopped; not written"
             );
+        }
+    }
+
+    /// Records an event and waits until it is written, so that a process killed right after
+    /// the call loses nothing of it; when the database cannot take it now, the event goes to
+    /// the buffer as with [`Meter::record`] (and is written when the database is back).
+    pub async fn record_durable(&self, event: UsageEvent) {
+        let open = self.tx.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        if !open {
+            return self.record(event).await;
+        }
+        match write(
+            &self.db,
+            event.tenant,
+            event.user,
+            std::slice::from_ref(&event),
+        )
+        .await
+        {
+            Ok(()) => {
+                self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+                self.stats.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "usage event not written at once; buffered");
+                self.record(event).await;
+            }
         }
     }
 
