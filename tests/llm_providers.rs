@@ -820,7 +820,14 @@ async fn openai_sends_json_schema_and_bearer_and_normalises_usage() {
             ],
             "response_format": {
                 "type": "json_schema",
-                "json_schema": { "name": "output", "schema": schema(), "strict": true },
+                "json_schema": { "name": "output", "schema": {
+                    "type": "object",
+                    "properties": {
+                        "entities": { "type": "array", "items": { "type": "string" } },
+                    },
+                    "required": ["entities"],
+                    "additionalProperties": false,
+                }, "strict": true },
             },
             "max_tokens": 1024,
             "temperature": 0.25,

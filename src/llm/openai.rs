@@ -26,6 +26,67 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// The `json_schema.name` sent with every request.
 const SCHEMA_NAME: &str = "output";
 
+/// `schema` as OpenAI's strict structured outputs require it: every object closed
+/// (`additionalProperties: false`) and every property required, a property that was optional
+/// becoming nullable instead (`"type": ["string", "null"]`, and `null` added to its `enum`).
+/// The answer then carries `null` where the model had nothing, which the callers read as absent.
+pub fn strict_schema(schema: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let mut out = schema.clone();
+    let Value::Object(map) = &mut out else {
+        return out;
+    };
+    if let Some(Value::Object(props)) = map.get("properties") {
+        let required: Vec<String> = map
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut strict = serde_json::Map::new();
+        for (name, prop) in props {
+            let mut prop = strict_schema(prop);
+            if !required.contains(name) {
+                nullable(&mut prop);
+            }
+            strict.insert(name.clone(), prop);
+        }
+        let names: Vec<Value> = strict.keys().cloned().map(Value::String).collect();
+        map.insert("properties".into(), Value::Object(strict));
+        map.insert("required".into(), Value::Array(names));
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    if let Some(items) = map.get("items") {
+        let items = strict_schema(items);
+        map.insert("items".into(), items);
+    }
+    out
+}
+
+/// Lets a property schema also be `null`.
+fn nullable(prop: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(map) = prop else { return };
+    match map.get("type").cloned() {
+        Some(Value::String(t)) if t != "null" => {
+            map.insert("type".into(), json!([t, "null"]));
+        }
+        Some(Value::Array(mut types)) if !types.contains(&json!("null")) => {
+            types.push(json!("null"));
+            map.insert("type".into(), Value::Array(types));
+        }
+        _ => {}
+    }
+    if let Some(Value::Array(values)) = map.get_mut("enum") {
+        if !values.contains(&Value::Null) {
+            values.push(Value::Null);
+        }
+    }
+}
+
 /// Which request field carries the output-token limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MaxTokensField {
@@ -157,7 +218,7 @@ fn request_body(request: &LlmRequest, max_tokens_field: MaxTokensField) -> Value
         "messages": messages,
         "response_format": {
             "type": "json_schema",
-            "json_schema": { "name": SCHEMA_NAME, "schema": request.schema, "strict": true },
+            "json_schema": { "name": SCHEMA_NAME, "schema": strict_schema(&request.schema), "strict": true },
         },
         "temperature": request.temperature,
     });
@@ -332,6 +393,45 @@ mod tests {
             max_output_tokens: 64,
             temperature: 0.2,
         }
+    }
+
+    #[test]
+    fn strict_schemas_close_every_object_and_make_optional_properties_nullable() {
+        let strict = strict_schema(crate::pipeline::extract::schema());
+        let entity = &strict["properties"]["entities"]["items"];
+        assert_eq!(entity["additionalProperties"], false);
+        assert_eq!(entity["required"], json!(["description", "name", "type"]));
+        assert_eq!(
+            entity["properties"]["description"]["type"],
+            json!(["string", "null"])
+        );
+        assert_eq!(entity["properties"]["name"]["type"], "string");
+        assert_eq!(strict["additionalProperties"], false);
+        // Every object, however deep, is closed and requires all its properties.
+        fn check(v: &serde_json::Value) {
+            if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {
+                assert_eq!(v["additionalProperties"], false, "{v}");
+                assert_eq!(v["required"].as_array().unwrap().len(), props.len(), "{v}");
+                props.values().for_each(check);
+            }
+            if let Some(items) = v.get("items") {
+                check(items);
+            }
+        }
+        check(&strict);
+        check(&strict_schema(&crate::pipeline::reason::reasoning_schema()));
+        // An answer with nulls where the model had nothing still parses.
+        let answer = json!({ "entities": [{ "name": "BERT", "type": "Method", "description": null }],
+                             "relations": [], "mentions": [] });
+        let raw = crate::pipeline::extract::parse_raw(&answer).unwrap();
+        assert_eq!(raw.entities[0].description, None);
+        // Enums of optional properties accept null.
+        let mut p = json!({ "type": "string", "enum": ["a", "b"] });
+        nullable(&mut p);
+        assert_eq!(
+            p,
+            json!({ "type": ["string", "null"], "enum": ["a", "b", null] })
+        );
     }
 
     #[test]
