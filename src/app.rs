@@ -9,7 +9,8 @@ use poem::Server;
 
 use crate::auth::{Authenticator, JwtVerifier};
 use crate::config::{
-    DatabaseArgs, EncryptionArgs, PipelineArgs, RotateArgs, ServeArgs, WorkerArgs,
+    BackupArgs, DatabaseArgs, EncryptionArgs, PipelineArgs, RestoreArgs, RotateArgs, ServeArgs,
+    WorkerArgs,
 };
 use crate::crypto::{KeyRing, ScryptCost};
 use crate::db::admin::AdminConnection;
@@ -171,6 +172,134 @@ async fn rotate_with(
     let result = admin.rotate_api_keys(ring).await;
     admin.close().await;
     Ok(result?)
+}
+
+/// `research-graph backup`: one tenant's data to a file, read through a tenant session as an
+/// owner (see [`crate::backup`]); prints what it wrote.
+pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    use crate::backup::SchemaSource;
+    use crate::ids::{TenantId, UserId};
+
+    let target = DatabaseTarget::open(&args.database).await?;
+    let result = async {
+        let user = args.user.map(UserId).unwrap_or(LOCAL_USER);
+        if target.local.is_some() {
+            target.prepare(args.user.is_none()).await?;
+        }
+        let app_config = target.app.clone().context(
+            "backup needs DATABASE_URL (the rg_app login): it reads through row-level security",
+        )?;
+        let schema = match &target.admin {
+            Some(admin) => {
+                let admin = AdminConnection::connect(admin)
+                    .await
+                    .context("cannot connect with the privileged (migration) settings")?;
+                let version = admin.schema_version().await;
+                admin.close().await;
+                let version = version?.context("the database is not migrated")?;
+                (version, SchemaSource::Database)
+            }
+            None => (crate::db::admin::latest_migration(), SchemaSource::Build),
+        };
+        let db = Database::new(app_config, &args.database.pool_settings())?;
+        let tenant = match uuid::Uuid::parse_str(&args.tenant) {
+            Ok(id) => TenantId(id),
+            Err(_) => db
+                .tenant_for_slug(user, &args.tenant)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "no tenant {:?} that user {user} is a member of",
+                        args.tenant
+                    )
+                })?,
+        };
+        let result = crate::backup::backup(&db, tenant, user, schema, &args.out).await;
+        db.close();
+        let report = result?;
+        let header = &report.header;
+        println!(
+            "backed up tenant {} ({}): {} rows in {} tables, {} bytes, to {} in {:.2} s",
+            header.tenant.slug,
+            header.tenant.id,
+            report.rows(),
+            header.tables.len(),
+            report.bytes,
+            args.out.display(),
+            report.elapsed.as_secs_f64()
+        );
+        for table in &header.tables {
+            println!("  {:<20} {:>9} rows", table.name, table.rows);
+        }
+        Ok(())
+    }
+    .await;
+    target.shutdown().await;
+    result
+}
+
+/// `research-graph restore`: loads a tenant's backup through the privileged connection, in
+/// one transaction (see [`crate::backup::restore()`]); prints what it did.
+pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    use crate::backup::{ApiKeyOutcome, RestoreOptions};
+
+    let ring = key_ring(&args.encryption).await?;
+    let target = DatabaseTarget::open(&args.database).await?;
+    let result = async {
+        if target.local.is_some() {
+            target.prepare(false).await?;
+        }
+        let admin = target
+            .admin
+            .as_ref()
+            .context("restore needs ADMIN_DATABASE_URL (a privileged login)")?;
+        let mut admin = AdminConnection::connect(admin)
+            .await
+            .context("cannot connect with the privileged (migration) settings")?;
+        let options = RestoreOptions {
+            tenant_slug: args.tenant_slug.as_deref(),
+            key_ring: ring.as_deref(),
+            drop_api_key: args.drop_api_key,
+        };
+        let result = crate::backup::restore(&mut admin, &args.input, &options).await;
+        admin.close().await;
+        let report = result?;
+        println!(
+            "restored tenant {} ({}): {} rows in {} tables, from {} in {:.2} s",
+            report.tenant.slug,
+            report.tenant.id,
+            report.rows(),
+            report.tables.len(),
+            args.input.display(),
+            report.elapsed.as_secs_f64()
+        );
+        if report.replaced_empty_default {
+            println!("  the database's empty default tenant was replaced by the backup's");
+        }
+        if report.jobs_cancelled > 0 {
+            println!(
+                "  {} queued or running jobs restored as cancelled (re-run them with rerunJob)",
+                report.jobs_cancelled
+            );
+        }
+        match report.api_key {
+            ApiKeyOutcome::None => {}
+            ApiKeyOutcome::Kept => {
+                println!("  the stored API key opens with this deployment's keys")
+            }
+            ApiKeyOutcome::Dropped => println!("  the stored API key was left out"),
+        }
+        if report.rollups_matched == Some(false) {
+            println!(
+                "  note: the backed-up daily usage rollups differ from those recomputed from the \
+                 events; the backed-up ones were kept"
+            );
+        }
+        Ok(())
+    }
+    .await;
+    target.shutdown().await;
+    result
 }
 
 /// The key ring of `ENCRYPTION_*`, derived at the OWASP cost on a blocking thread (scrypt is

@@ -36,6 +36,57 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Run pipeline jobs from the queue (any number of workers, on any machines).
     Worker(Box<WorkerArgs>),
+    /// Write one tenant's data to a file, read as an owner of it through row-level security.
+    Backup(BackupArgs),
+    /// Load a tenant's backup into a migrated database where the tenant does not exist
+    /// (needs ADMIN_DATABASE_URL).
+    Restore(Box<RestoreArgs>),
+}
+
+/// `research-graph backup --tenant SLUG|UUID --out FILE`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The database (read as rg_app; with ADMIN_DATABASE_URL too, its migration version is
+    /// read from the migration history).
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The tenant: its slug or its id.
+    #[arg(long, value_name = "SLUG|UUID")]
+    pub tenant: String,
+
+    /// The file to write (replaced, once the backup is complete, if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// The owner to read as (default: the local user, owner of the default tenant).
+    #[arg(long)]
+    pub user: Option<uuid::Uuid>,
+}
+
+/// `research-graph restore --in FILE [--tenant-slug NEW]`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The database (restore needs ADMIN_DATABASE_URL, or the local cluster).
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The master keys, to check that the tenant's stored API key opens in this deployment.
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
+
+    /// The backup file.
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// A new slug for the tenant, when its slug is taken in this database (its id stays).
+    #[arg(long, value_name = "SLUG")]
+    pub tenant_slug: Option<String>,
+
+    /// Leave the tenant's stored API key out (its owner sets it again), e.g. when it was
+    /// sealed with a master key this deployment does not have.
+    #[arg(long)]
+    pub drop_api_key: bool,
 }
 
 /// `research-graph worker`.

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cache;
 pub mod config;
 pub mod crypto;

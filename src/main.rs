@@ -15,6 +15,8 @@ async fn main() -> ExitCode {
         Command::Serve(args) => app::serve(*args).await,
         Command::Migrate(args) => app::migrate(args).await,
         Command::Ingest(args) => app::ingest(args).await,
+        Command::Backup(args) => app::backup(args).await,
+        Command::Restore(args) => app::restore(*args).await,
         Command::Worker(args) => app::worker(*args).await,
         Command::Keys(keys) => match keys.command {
             KeysCommand::Rotate(args) => app::rotate_keys(args).await,

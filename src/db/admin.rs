@@ -1,5 +1,6 @@
-//! The privileged path: migrations, the development bootstrap and the re-encryption of stored
-//! API keys under a new master key, nothing else.
+//! The privileged path: migrations, the development bootstrap, the re-encryption of stored
+//! API keys under a new master key and the restore of a tenant's backup (`crate::backup`),
+//! nothing else.
 //!
 //! It connects as the migration login (a superuser, or a database owner with CREATEROLE), which
 //! is never used to serve requests. Keeping it in its own type makes every use easy to find.
@@ -12,6 +13,16 @@ use crate::ids::{TenantId, UserId};
 
 mod embedded {
     refinery::embed_migrations!("sql");
+}
+
+/// The version of the newest migration this build carries (`V10__…` is 10).
+pub fn latest_migration() -> i64 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Serialises concurrent migrators (several servers starting at once) on one database.
@@ -75,6 +86,29 @@ impl AdminConnection {
                 .map(|m| m.to_string())
                 .collect(),
         })
+    }
+
+    /// The version of the newest migration applied to this database (`None`: never migrated).
+    pub async fn schema_version(&self) -> Result<Option<i64>, DbError> {
+        let exists: bool = self
+            .client
+            .query_one(
+                "SELECT to_regclass('public.refinery_schema_history') IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let row = self
+            .client
+            .query_one(
+                "SELECT max(version)::int8 FROM public.refinery_schema_history",
+                &[],
+            )
+            .await?;
+        Ok(row.get(0))
     }
 
     /// Makes `user` an owner of `tenant` (development mode's local user). Needs a login that
@@ -175,6 +209,11 @@ impl AdminConnection {
     /// The underlying client, for tests and tools that need raw privileged SQL.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The underlying client, to open a transaction (the restore of a backup).
+    pub(crate) fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
     }
 }
 

@@ -17,6 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub use error::{DbError, LocalPgError};
+use session::Begin;
 pub use session::TenantSession;
 
 use crate::ids::{Role, TenantId, UserId};
@@ -141,7 +142,18 @@ impl Database {
     /// Begins a transaction as `user` in `tenant`. Row-level security decides what it sees:
     /// nothing at all unless `user` is a member of `tenant`.
     pub async fn session(&self, tenant: TenantId, user: UserId) -> Result<TenantSession, DbError> {
-        TenantSession::begin(&self.pool, tenant, user).await
+        TenantSession::begin(&self.pool, tenant, user, Begin::ReadWrite).await
+    }
+
+    /// Like [`Database::session`], but read only and with one snapshot for the whole
+    /// transaction (`REPEATABLE READ`): every statement sees the tenant as it was at the first
+    /// one, whatever commits meanwhile. What a backup reads through.
+    pub async fn snapshot_session(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<TenantSession, DbError> {
+        TenantSession::begin(&self.pool, tenant, user, Begin::Snapshot).await
     }
 
     /// A [`TenantDoor`] for `tenant` and `user`.

@@ -38,6 +38,25 @@ FROM previous";
 /// The caller's role in the tenant, as the policies will see it.
 const MEMBER_ROLE: &str = "SELECT app.member_role()";
 
+/// How a session's transaction begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Begin {
+    /// Read committed, read and write: requests and pipeline stages.
+    ReadWrite,
+    /// One snapshot for every statement, and no writes: a consistent read of the tenant
+    /// (backups).
+    Snapshot,
+}
+
+impl Begin {
+    fn statement(self) -> &'static str {
+        match self {
+            Begin::ReadWrite => "BEGIN",
+            Begin::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        }
+    }
+}
+
 /// One pooled connection in one transaction, with a tenant and a user set for that transaction.
 pub struct TenantSession {
     /// `None` once committed or rolled back.
@@ -61,6 +80,7 @@ impl TenantSession {
         pool: &Pool,
         tenant: TenantId,
         user: UserId,
+        mode: Begin,
     ) -> Result<TenantSession, DbError> {
         let conn = pool.get().await?;
         // From here on, dropping `session` (an error, or this future being cancelled) cleans up.
@@ -85,7 +105,7 @@ impl TenantSession {
                 // All three go out in one round trip: tokio-postgres pipelines concurrent
                 // requests, in the order they are first polled.
                 let (_, row, role) = tokio::try_join!(
-                    conn.batch_execute("BEGIN"),
+                    conn.batch_execute(mode.statement()),
                     conn.query_one(&set_context, &params),
                     conn.query_one(&member_role, &[]),
                 )?;
@@ -171,6 +191,44 @@ impl TenantSession {
             Ok(conn.execute(&statement, params).await?)
         })
         .await
+    }
+
+    /// Runs `COPY (…) TO STDOUT` and hands its output to `sink` chunk by chunk, in order.
+    /// Row-level security applies to the query inside the COPY as to any other. When `sink`
+    /// fails, the rest of the output is not read: the session counts the statement as still
+    /// running, so dropping it cancels the COPY and closes the connection.
+    pub async fn copy_out<E: From<DbError>>(
+        &self,
+        sql: &str,
+        mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        use futures_util::StreamExt;
+        let conn = self.conn();
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let outcome: Result<Option<E>, DbError> = async {
+            let stream = conn.copy_out(sql).await?;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(chunk) = stream.next().await {
+                if let Err(error) = sink(&chunk?) {
+                    return Ok(Some(error));
+                }
+            }
+            Ok(None)
+        }
+        .await;
+        match outcome {
+            // The COPY may still be sending: leave it counted as running.
+            Ok(Some(sink_error)) => Err(sink_error),
+            Ok(None) => {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(error) => {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                Err(error.into())
+            }
+        }
     }
 
     /// Commits the transaction and returns the connection to the pool.
