@@ -95,6 +95,9 @@ pub enum LocalPgError {
         /// The end of its output.
         output: String,
     },
+    /// A server found already running on the directory is not ours to shut down or start.
+    #[error("the PostgreSQL server on this data directory was not started by this process")]
+    NotOurs,
     /// The server did not accept connections in time.
     #[error("postgres did not become ready within {0} s; see {1}")]
     Timeout(u64, String),
