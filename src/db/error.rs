@@ -2,7 +2,7 @@
 
 use std::io;
 
-use deadpool_postgres::PoolError;
+use deadpool_postgres::{PoolError, TimeoutType};
 use tokio_postgres::error::SqlState;
 
 /// What went wrong talking to Postgres.
@@ -55,6 +55,12 @@ impl DbError {
             },
             _ => false,
         }
+    }
+
+    /// True when no connection became free within the pool's wait timeout: every connection
+    /// was busy (the pool is exhausted), while the database itself may be answering.
+    pub fn is_pool_exhausted(&self) -> bool {
+        matches!(self, DbError::Pool(PoolError::Timeout(TimeoutType::Wait)))
     }
 
     /// True when the database refused the statement for lack of privilege (RLS or grants).
