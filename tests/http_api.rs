@@ -129,6 +129,7 @@ async fn database_unavailable_is_a_retryable_503() {
         .send()
         .await;
     resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    resp.assert_header("retry-after", "1");
     let body: Value = resp.json().await.value().deserialize();
     let error = &body["errors"][0];
     assert_eq!(error["extensions"]["code"], "UNAVAILABLE");

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use deadpool_postgres::PoolError;
+use deadpool_postgres::{PoolError, TimeoutType};
 use tokio_postgres::error::SqlState;
 
 /// What went wrong talking to Postgres.
@@ -57,6 +57,12 @@ impl DbError {
         }
     }
 
+    /// True when no connection became free within the pool's wait timeout: every connection
+    /// was busy (the pool is exhausted), while the database itself may be answering.
+    pub fn is_pool_exhausted(&self) -> bool {
+        matches!(self, DbError::Pool(PoolError::Timeout(TimeoutType::Wait)))
+    }
+
     /// True when the database refused the statement for lack of privilege (RLS or grants).
     pub fn is_forbidden(&self) -> bool {
         self.sql_state() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
@@ -95,6 +101,9 @@ pub enum LocalPgError {
         /// The end of its output.
         output: String,
     },
+    /// A server found already running on the directory is not ours to shut down or start.
+    #[error("the PostgreSQL server on this data directory was not started by this process")]
+    NotOurs,
     /// The server did not accept connections in time.
     #[error("postgres did not become ready within {0} s; see {1}")]
     Timeout(u64, String),

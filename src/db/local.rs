@@ -16,6 +16,10 @@
 //! A small watchdog process stops the server (and, for ephemeral clusters, removes the
 //! directory) if this process dies without stopping it: a panicking test binary or a killed
 //! server leaves nothing behind.
+//!
+//! [`LocalPostgres::shut_down`] and [`LocalPostgres::start_again`] take the server down (fast
+//! shutdown) and bring it back on the same data directory and socket: what a database restart
+//! looks like to the application (used by the restart test).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -24,6 +28,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -58,10 +63,21 @@ pub struct LocalOptions {
 pub struct LocalPostgres {
     dir: PathBuf,
     pgdata: PathBuf,
-    /// `None` when we found a server already running on this directory and reuse it.
+    bindir: PathBuf,
+    account: Option<(Uid, Gid)>,
+    ephemeral: bool,
+    /// False when we found a server already running on this directory and reuse it: it is
+    /// never stopped by us.
+    owned: bool,
+    processes: Mutex<Processes>,
+}
+
+/// The processes of a server we started.
+#[derive(Debug, Default)]
+struct Processes {
+    /// `None` while the server is shut down (or was never ours).
     postgres: Option<Child>,
     watchdog: Option<Child>,
-    ephemeral: bool,
 }
 
 impl LocalPostgres {
@@ -100,65 +116,22 @@ impl LocalPostgres {
         let mut server = LocalPostgres {
             dir,
             pgdata,
-            postgres: None,
-            watchdog: None,
+            bindir,
+            account,
             ephemeral: options.ephemeral,
+            owned: true,
+            processes: Mutex::new(Processes::default()),
         };
         if let Some(pid) = running_postmaster(&server.pgdata) {
             tracing::warn!(
                 pid,
                 "a PostgreSQL server is already running on this data directory; using it"
             );
-            server.wait_ready(None)?;
+            server.owned = false;
+            wait_ready(&server.pgdata, None, None)?;
             return Ok(server);
         }
-        let log = server.dir.join("postgres.log");
-        let log_file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let mut command = Command::new(bindir.join("postgres"));
-        scrub_secrets(&mut command);
-        command
-            .arg("-D")
-            .arg(&server.pgdata)
-            .arg("-k")
-            .arg(&server.pgdata)
-            .arg("-p")
-            .arg(PORT.to_string())
-            .args([
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "unix_socket_permissions=0700",
-            ])
-            .current_dir(&server.pgdata)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            // Its own process group: a Ctrl-C in the terminal reaches the server process, which
-            // then shuts Postgres down after draining requests, not Postgres directly.
-            .process_group(0);
-        if options.ephemeral {
-            command.args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=300",
-            ]);
-        }
-        if let Some((uid, gid)) = account {
-            command.uid(uid.as_raw()).gid(gid.as_raw());
-        }
-        let child = command.spawn()?;
-        let pid = child.id();
-        server.postgres = Some(child);
-        server.watchdog = spawn_watchdog(pid, server.ephemeral.then_some(&server.dir)).ok();
-        server.wait_ready(Some(&log))?;
+        let pid = server.launch(&mut server.processes())?;
         tracing::info!(pid, socket = %server.pgdata.display(), "local PostgreSQL is ready");
         Ok(server)
     }
@@ -182,58 +155,180 @@ impl LocalPostgres {
     /// Stops the server (fast shutdown: open transactions roll back) if this process started
     /// it, and removes an ephemeral directory.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.postgres.take() {
-            let pid = Pid::from_raw(child.id() as i32);
-            let _ = kill(pid, Signal::SIGINT);
-            if !wait_exit(&mut child, STOP_TIMEOUT) {
-                tracing::warn!("local PostgreSQL did not stop in time; forcing it");
-                let _ = kill(pid, Signal::SIGQUIT);
-                let _ = child.wait();
-            }
+        let processes = self.processes.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(child) = processes.postgres.take() {
+            stop_postgres(child);
             tracing::info!("local PostgreSQL stopped");
         }
-        if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
+        if let Some(watchdog) = processes.watchdog.take() {
+            end_watchdog(watchdog);
         }
         if self.ephemeral {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
 
-    fn wait_ready(&mut self, log: Option<&Path>) -> Result<(), LocalPgError> {
-        let started = Instant::now();
-        let pidfile = self.pgdata.join("postmaster.pid");
-        loop {
-            // Line 8 of postmaster.pid is the server's status: "ready" once it accepts connections.
-            let ready = fs::read_to_string(&pidfile)
-                .ok()
-                .and_then(|s| s.lines().nth(7).map(|l| l.trim() == "ready"))
-                .unwrap_or(false);
-            if ready {
-                return Ok(());
+    /// Shuts the server down (fast shutdown: open transactions roll back and every client is
+    /// disconnected) and keeps the cluster, so that [`start_again`](Self::start_again) brings
+    /// it back on the same data directory and socket. Only for a server this process started.
+    /// Blocking.
+    pub fn shut_down(&self) -> Result<(), LocalPgError> {
+        if !self.owned {
+            return Err(LocalPgError::NotOurs);
+        }
+        let mut processes = self.processes();
+        if let Some(child) = processes.postgres.take() {
+            stop_postgres(child);
+            tracing::info!("local PostgreSQL shut down");
+        }
+        if let Some(watchdog) = processes.watchdog.take() {
+            end_watchdog(watchdog);
+        }
+        // While the server is down, an ephemeral directory is still removed if we die.
+        if self.ephemeral {
+            processes.watchdog = spawn_watchdog(None, Some(&self.dir)).ok();
+        }
+        Ok(())
+    }
+
+    /// Starts the server again after [`shut_down`](Self::shut_down), on the same data
+    /// directory and socket, and waits until it accepts connections. Does nothing while it
+    /// runs. Blocking.
+    pub fn start_again(&self) -> Result<(), LocalPgError> {
+        if !self.owned {
+            return Err(LocalPgError::NotOurs);
+        }
+        let mut processes = self.processes();
+        if processes.postgres.is_some() {
+            return Ok(());
+        }
+        let pid = self.launch(&mut processes)?;
+        tracing::info!(pid, "local PostgreSQL started again");
+        Ok(())
+    }
+
+    fn processes(&self) -> MutexGuard<'_, Processes> {
+        self.processes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts `postgres` with its watchdog and waits until it accepts connections.
+    fn launch(&self, processes: &mut Processes) -> Result<u32, LocalPgError> {
+        let log = self.dir.join("postgres.log");
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let mut command = Command::new(self.bindir.join("postgres"));
+        scrub_secrets(&mut command);
+        command
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-k")
+            .arg(&self.pgdata)
+            .arg("-p")
+            .arg(PORT.to_string())
+            .args([
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "unix_socket_permissions=0700",
+            ])
+            .current_dir(&self.pgdata)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            // Its own process group: a Ctrl-C in the terminal reaches the server process, which
+            // then shuts Postgres down after draining requests, not Postgres directly.
+            .process_group(0);
+        if self.ephemeral {
+            command.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+            ]);
+        }
+        if let Some((uid, gid)) = self.account {
+            command.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        let mut child = command.spawn()?;
+        let pid = child.id();
+        if let Some(old) = processes.watchdog.take() {
+            end_watchdog(old);
+        }
+        processes.watchdog = spawn_watchdog(Some(pid), self.ephemeral.then_some(&self.dir)).ok();
+        match wait_ready(&self.pgdata, Some(&mut child), Some(&log)) {
+            Ok(()) => {
+                processes.postgres = Some(child);
+                Ok(pid)
             }
-            if let Some(child) = self.postgres.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.postgres = None;
-                    return Err(LocalPgError::Process {
-                        program: "postgres".into(),
-                        output: format!(
-                            "exited with {status}: {}",
-                            log.map(tail).unwrap_or_default()
-                        ),
-                    });
+            Err(e) => {
+                if matches!(child.try_wait(), Ok(None)) {
+                    stop_postgres(child);
                 }
+                Err(e)
             }
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(LocalPgError::Timeout(
-                    READY_TIMEOUT.as_secs(),
-                    log.map(|l| l.display().to_string()).unwrap_or_default(),
-                ));
-            }
-            sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Waits until the server on `pgdata` accepts connections; with `child`, fails as soon as it
+/// exits.
+fn wait_ready(
+    pgdata: &Path,
+    mut child: Option<&mut Child>,
+    log: Option<&Path>,
+) -> Result<(), LocalPgError> {
+    let started = Instant::now();
+    let pidfile = pgdata.join("postmaster.pid");
+    loop {
+        // Line 8 of postmaster.pid is the server's status: "ready" once it accepts connections.
+        let ready = fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.lines().nth(7).map(|l| l.trim() == "ready"))
+            .unwrap_or(false);
+        if ready {
+            return Ok(());
+        }
+        if let Some(child) = child.as_deref_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(LocalPgError::Process {
+                    program: "postgres".into(),
+                    output: format!(
+                        "exited with {status}: {}",
+                        log.map(tail).unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(LocalPgError::Timeout(
+                READY_TIMEOUT.as_secs(),
+                log.map(|l| l.display().to_string()).unwrap_or_default(),
+            ));
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fast shutdown of a server we started (SIGINT), forced (SIGQUIT) if it does not stop in time.
+fn stop_postgres(mut child: Child) {
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGINT);
+    if !wait_exit(&mut child, STOP_TIMEOUT) {
+        tracing::warn!("local PostgreSQL did not stop in time; forcing it");
+        let _ = kill(pid, Signal::SIGQUIT);
+        let _ = child.wait();
+    }
+}
+
+fn end_watchdog(mut watchdog: Child) {
+    let _ = watchdog.kill();
+    let _ = watchdog.wait();
 }
 
 impl Drop for LocalPostgres {
@@ -407,15 +502,18 @@ fn running_postmaster(pgdata: &Path) -> Option<u32> {
     (name == "postgres" || name == "postmaster").then_some(pid)
 }
 
-/// Starts a process that waits for this one to exit, then stops Postgres and (for ephemeral
-/// clusters) removes the directory. It is killed when we stop Postgres ourselves.
-fn spawn_watchdog(postgres_pid: u32, remove: Option<&PathBuf>) -> std::io::Result<Child> {
+/// Starts a process that waits for this one to exit, then stops Postgres (when `postgres_pid`
+/// is given) and, for ephemeral clusters, removes the directory. It is killed when we stop
+/// Postgres ourselves.
+fn spawn_watchdog(postgres_pid: Option<u32>, remove: Option<&PathBuf>) -> std::io::Result<Child> {
     const SCRIPT: &str = r#"
 while kill -0 "$1" 2>/dev/null; do sleep 1; done
-kill -INT "$2" 2>/dev/null
+if [ -n "$2" ]; then kill -INT "$2" 2>/dev/null; fi
 if [ -n "$3" ]; then
     i=0
-    while kill -0 "$2" 2>/dev/null && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+    while [ -n "$2" ] && kill -0 "$2" 2>/dev/null && [ "$i" -lt 300 ]; do
+        sleep 0.1; i=$((i+1))
+    done
     rm -rf -- "$3"
 fi
 "#;
@@ -426,7 +524,7 @@ fi
         .arg(SCRIPT)
         .arg("research-graph-pg-watchdog")
         .arg(std::process::id().to_string())
-        .arg(postgres_pid.to_string())
+        .arg(postgres_pid.map(|p| p.to_string()).unwrap_or_default())
         .arg(remove.map(|p| p.as_os_str()).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

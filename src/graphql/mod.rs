@@ -209,6 +209,13 @@ fn internal(detail: &str) -> async_graphql::Error {
 /// Maps a database error to a client-facing one. SQL text and server messages are logged, never
 /// returned: they could name constraints, columns or values.
 pub fn db_error(err: DbError) -> async_graphql::Error {
+    if err.is_pool_exhausted() {
+        tracing::warn!(error = %err, "no database connection became free in time");
+        return error(
+            ErrorCode::Unavailable,
+            "the database is busy: no connection became free in time; retry shortly",
+        );
+    }
     if err.is_unavailable() {
         tracing::warn!(error = %err, "database unavailable");
         return error(
@@ -236,4 +243,36 @@ pub fn db_error(err: DbError) -> async_graphql::Error {
     }
     tracing::error!(error = %err, "database error");
     error(ErrorCode::Internal, "internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deadpool_postgres::{PoolError, TimeoutType};
+
+    fn extension(e: &async_graphql::Error, name: &str) -> Option<async_graphql::Value> {
+        e.extensions.as_ref().and_then(|x| x.get(name)).cloned()
+    }
+
+    #[test]
+    fn an_exhausted_pool_is_a_retryable_busy_error() {
+        let e = db_error(DbError::Pool(PoolError::Timeout(TimeoutType::Wait)));
+        assert_eq!(extension(&e, "code"), Some("UNAVAILABLE".into()));
+        assert_eq!(extension(&e, "retryable"), Some(true.into()));
+        assert!(e.message.contains("busy"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_pool_that_cannot_connect_is_a_retryable_unavailable_error() {
+        for err in [
+            DbError::Pool(PoolError::Closed),
+            DbError::Pool(PoolError::Timeout(TimeoutType::Create)),
+        ] {
+            assert!(!err.is_pool_exhausted());
+            let e = db_error(err);
+            assert_eq!(extension(&e, "code"), Some("UNAVAILABLE".into()));
+            assert_eq!(extension(&e, "retryable"), Some(true.into()));
+            assert!(e.message.contains("unavailable"), "{}", e.message);
+        }
+    }
 }

@@ -78,6 +78,33 @@ pub fn app_with_keys(db: &Database, options: AppOptions, key_ring: Option<Arc<Ke
     ))
 }
 
+/// Serves the router over `db` on a real socket (127.0.0.1, a free port) until the test's
+/// runtime ends; returns the base URL (`http://127.0.0.1:PORT`).
+pub async fn serve(db: &Database, options: AppOptions) -> String {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    let endpoint = router(Arc::new(AppState {
+        db: db.clone(),
+        schema: build_schema(true, &Limits::default()),
+        graphiql: false,
+        auth: options.auth,
+        features: options.features,
+        join_role: options.join_role,
+        settings_cache: Arc::new(SettingsCache::new(SETTINGS_TTL, 100)),
+        key_ring: None,
+        events: None,
+    }));
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind a local port");
+    let addr = acceptor.local_addr()[0]
+        .as_socket_addr()
+        .copied()
+        .expect("a TCP address");
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(endpoint));
+    format!("http://{addr}")
+}
+
 /// Seconds since the epoch.
 pub fn now() -> i64 {
     SystemTime::now()

@@ -76,6 +76,25 @@ pub fn cluster() -> &'static LocalPostgres {
     })
 }
 
+/// Shuts the binary's cluster down (fast shutdown: sessions are cut, open transactions roll
+/// back) and keeps its data. Every test of the binary shares the cluster, so a test that does
+/// this must be the only test of its binary.
+pub async fn shut_down_cluster() {
+    tokio::task::spawn_blocking(|| cluster().shut_down())
+        .await
+        .expect("shut-down thread")
+        .expect("shut the test cluster down");
+}
+
+/// Starts the cluster again after [`shut_down_cluster`], on the same socket, and waits until it
+/// accepts connections.
+pub async fn start_cluster_again() {
+    tokio::task::spawn_blocking(|| cluster().start_again())
+        .await
+        .expect("start thread")
+        .expect("start the test cluster again");
+}
+
 /// A fresh database of its own for one test.
 pub struct TestDb {
     /// The database's name.
