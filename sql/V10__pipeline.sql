@@ -197,6 +197,26 @@ CREATE FUNCTION app.claim_job(worker text, lease interval)
     END
     $$;
 
+-- Ends a claimed job as failed when the member it runs for may no longer write to the tenant
+-- (removed, or made a viewer): the worker cannot record the end through that member's tenant
+-- session, and the job would otherwise cycle through lease expiry to the dead letter. Only the
+-- worker holding the lease can end it; nothing of the tenant is read or returned.
+CREATE FUNCTION app.fail_orphaned_job(job uuid, worker text, message text)
+    RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = ''
+    AS $$
+        WITH ended AS (
+            UPDATE app.jobs j
+               SET status = 'failed', last_error = message, finished_at = now(),
+                   updated_at = now(), lease_owner = NULL, lease_expires_at = NULL
+             WHERE j.id = job AND j.status = 'running' AND j.lease_owner = worker
+            RETURNING 1)
+        SELECT count(*) = 1 FROM ended
+    $$;
+
 RESET ROLE;
 REVOKE EXECUTE ON FUNCTION app.claim_job(text, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.claim_job(text, interval) TO rg_app;
+REVOKE EXECUTE ON FUNCTION app.fail_orphaned_job(uuid, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.fail_orphaned_job(uuid, text, text) TO rg_app;

@@ -14,6 +14,7 @@ const KNOWN_DEFINER_FUNCTIONS: &[&str] = &[
     "app.claim_job",
     "app.create_tenant",
     "app.default_tenant",
+    "app.fail_orphaned_job",
     "app.join_default_tenant",
     "app.keep_an_owner",
     "app.member_role",

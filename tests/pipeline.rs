@@ -899,3 +899,45 @@ async fn throughput_with_50ms_model_latency() {
     }
     println!("{line}");
 }
+
+#[tokio::test]
+async fn a_job_whose_member_lost_write_access_fails_with_a_clear_reason() {
+    let t = TestDb::new().await;
+    let (tenant, owner) = t.create_tenant("lab").await;
+    let member = t
+        .add_member(tenant, owner, research_graph::ids::Role::Member)
+        .await;
+    let m = mock(Duration::ZERO).await;
+    let s = setup(&t, &m.base, 1);
+    let ids = ingest(&t, tenant, member, &[CONVNETS], 5).await;
+    let db = t.session(tenant, owner).await;
+    db.execute(
+        "DELETE FROM app.tenant_users WHERE user_id = $1",
+        &[&member.0],
+    )
+    .await
+    .unwrap();
+    db.commit().await.unwrap();
+    let ran = drain(&worker(&t, &s, "w1", Duration::from_secs(30))).await;
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    let j = job(&t, tenant, owner, ids[0]).await;
+    assert_eq!(
+        j.status,
+        JobStatus::Failed,
+        "not left to expire and be retried"
+    );
+    assert_eq!(j.attempts, 1);
+    assert!(
+        j.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("may no longer write"),
+        "{:?}",
+        j.last_error
+    );
+    assert_eq!(
+        m.calls(),
+        0,
+        "no model was called for a member without write access"
+    );
+}

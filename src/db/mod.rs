@@ -256,6 +256,25 @@ impl Database {
         }))
     }
 
+    /// Ends job `job`, claimed by `worker`, as failed with `message`, when the member it runs
+    /// for may no longer write to its tenant (`app.fail_orphaned_job`). False when the job is no
+    /// longer that worker's.
+    pub async fn fail_orphaned_job(
+        &self,
+        job: Uuid,
+        worker: &str,
+        message: &str,
+    ) -> Result<bool, DbError> {
+        let conn = self.pool.get().await?;
+        let statement = conn
+            .prepare_cached("SELECT app.fail_orphaned_job($1, $2, $3)")
+            .await?;
+        let row = conn
+            .query_one(&statement, &[&job, &worker, &message])
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Opens a connection of its own (outside the pool) listening on `channel`. No tenant
     /// context is ever set on it; payloads carry ids only. Notifications arrive on
     /// [`Listener::recv`] until the connection ends.

@@ -24,7 +24,11 @@ use super::events::JobEvents;
 use super::jobs::backoff;
 use super::runner::{JobError, Pipeline};
 use crate::db::{ClaimedJob, Database, DbError};
-use crate::ids::UserId;
+use crate::ids::{Role, UserId};
+
+/// Why a job ended when the member it runs for may no longer write to its tenant.
+const ORPHANED: &str =
+    "the member who queued this job may no longer write to the tenant; re-run it as another member";
 
 /// How a worker behaves.
 #[derive(Clone, Debug)]
@@ -241,6 +245,14 @@ impl Worker {
 
     async fn renew(&self, claim: &ClaimedJob, user: UserId) -> Result<bool, DbError> {
         let s = self.db.session(claim.tenant, user).await?;
+        if !s.role().is_some_and(|r| r != Role::Viewer) {
+            // The member lost write access mid-job: end it as failed, and stop.
+            s.rollback().await?;
+            self.db
+                .fail_orphaned_job(claim.job, &self.options.name, ORPHANED)
+                .await?;
+            return Ok(false);
+        }
         let n = s
             .execute(
                 "UPDATE app.jobs SET lease_expires_at = now() + make_interval(secs => $3)
@@ -260,6 +272,15 @@ impl Worker {
     async fn finish(&self, claim: &ClaimedJob, user: UserId, outcome: Result<(), JobError>) {
         let result = async {
             let s = self.db.session(claim.tenant, user).await?;
+            if !s.role().is_some_and(|r| r != Role::Viewer) {
+                // The member the job runs for may no longer write: end it through the
+                // definer door, or it would cycle through lease expiry to the dead letter.
+                s.rollback().await?;
+                self.db
+                    .fail_orphaned_job(claim.job, &self.options.name, ORPHANED)
+                    .await?;
+                return Ok(());
+            }
             match outcome {
                 Ok(()) => {
                     s.execute(
