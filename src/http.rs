@@ -320,8 +320,11 @@ async fn serve(state: &AppState, req: &Request, slug: Option<&str>, body: Body) 
     } else {
         None
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let caller = match state.auth.authenticate(header("authorization")).await {
+    let caller = match state
+        .auth
+        .authenticate(header_text(headers, "authorization").as_deref())
+        .await
+    {
         Ok(caller) => caller,
         Err(e) => return error_response(media, error(ErrorCode::Unauthenticated, e.to_string())),
     };
@@ -346,6 +349,15 @@ async fn serve(state: &AppState, req: &Request, slug: Option<&str>, body: Body) 
         return response;
     }
     execute(state, headers, slug, caller, request, media).await
+}
+
+/// A header's value as text. Bytes that are not UTF-8 become U+FFFD rather than making the
+/// header absent: a tenant header that is not text is a bad tenant header (not "no tenant
+/// named"), a credential that is not text an invalid one (not a missing one).
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// A client error (bad input) that is not about GraphQL: a status and a message.
@@ -598,12 +610,11 @@ async fn execute(
     request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let resolved = match tenants::resolve(
         &state.db,
         &state.features,
         &caller,
-        header("x-tenant-id"),
+        header_text(headers, "x-tenant-id").as_deref(),
         slug,
     )
     .await
