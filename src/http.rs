@@ -410,22 +410,102 @@ async fn read_body(
             ));
         }
     };
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let body: TopLevel = serde_json::from_slice(&bytes).map_err(|e| {
         http_error(
             StatusCode::BAD_REQUEST,
             format!("the request body is not valid JSON: {e}"),
         )
     })?;
-    match value {
-        serde_json::Value::Object(fields) => from_fields(fields),
-        serde_json::Value::Array(_) => Err(http_error(
+    match body {
+        TopLevel::Object {
+            duplicate: Some(name),
+            ..
+        } => Err(http_error(
+            StatusCode::BAD_REQUEST,
+            format!("the {name} field is given more than once"),
+        )),
+        TopLevel::Object { fields, .. } => from_fields(fields),
+        TopLevel::Array => Err(http_error(
             StatusCode::BAD_REQUEST,
             "batched requests are not supported: send one request per HTTP request",
         )),
-        _ => Err(http_error(
+        TopLevel::Other => Err(http_error(
             StatusCode::BAD_REQUEST,
             "the request body must be a JSON object with a query",
         )),
+    }
+}
+
+/// A request body's JSON, as far as its shape goes. A field given twice is noted rather than
+/// overwritten: JSON parsers disagree on which one wins, so a proxy and this server could
+/// read two different requests in the same bytes (GET refuses a repeated parameter too).
+enum TopLevel {
+    Object {
+        fields: serde_json::Map<String, serde_json::Value>,
+        duplicate: Option<String>,
+    },
+    Array,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+        struct Shape;
+
+        impl<'de> Visitor<'de> for Shape {
+            type Value = TopLevel;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+                let mut fields = serde_json::Map::new();
+                let mut duplicate = None;
+                while let Some(name) = map.next_key::<String>()? {
+                    let value = map.next_value()?;
+                    if fields.contains_key(&name) {
+                        duplicate.get_or_insert(name);
+                    } else {
+                        fields.insert(name, value);
+                    }
+                }
+                Ok(TopLevel::Object { fields, duplicate })
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TopLevel::Array)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+        }
+
+        deserializer.deserialize_any(Shape)
     }
 }
 
