@@ -601,6 +601,12 @@ async fn check(
     }
     let operation = selected_operation(&doc, request.operation_name.as_deref());
     // An operation that cannot be told apart is left to validation to report.
+    if operation.is_some_and(|op| op.node.ty == OperationType::Subscription) {
+        return Err(request_errors(vec![request_error(error(
+            ErrorCode::BadUserInput,
+            "subscriptions are served over WebSocket (graphql-transport-ws), not HTTP",
+        ))]));
+    }
     if is_get && operation.is_some_and(|op| op.node.ty != OperationType::Query) {
         let mut response = refuse(
             media,

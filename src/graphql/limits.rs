@@ -161,6 +161,17 @@ impl<'a> Walk<'a> {
                         )
                         .into_server_error(field.pos));
                     }
+                    // async-graphql answers `__typename` whatever follows it.
+                    if name == "__typename"
+                        && !(field.node.arguments.is_empty()
+                            && field.node.selection_set.node.items.is_empty())
+                    {
+                        return Err(error(
+                            ErrorCode::BadUserInput,
+                            "__typename takes no arguments and has no fields",
+                        )
+                        .into_server_error(field.pos));
+                    }
                     self.count_fields(1, field.pos)?;
                     let below = if field.node.selection_set.node.items.is_empty() {
                         None
@@ -380,6 +391,23 @@ mod tests {
         let err = check_document(&doc, &Limits::default(), false).unwrap_err();
         assert_eq!(err.message, "introspection is disabled on this server");
         assert!(check_document(&doc, &Limits::default(), true).is_ok());
+    }
+
+    #[test]
+    fn typename_has_no_arguments_or_fields() {
+        let limits = Limits::default();
+        assert_eq!(check("{ __typename a { __typename } }", &limits), Ok(()));
+        for query in [
+            "{ __typename(x: 1) }",
+            "{ a { __typename { b } } }",
+            "{ ...F } fragment F on Q { __typename(if: true) }",
+        ] {
+            assert_eq!(
+                check(query, &limits),
+                Err("__typename takes no arguments and has no fields".into()),
+                "{query}"
+            );
+        }
     }
 
     #[test]
