@@ -811,6 +811,9 @@ fn with_codes(errors: &mut Vec<ServerError>) {
         } else if e.path.is_empty()
             || e.message.starts_with("Failed to parse")
             || e.message.starts_with("Invalid value")
+            // An argument that validation let through but that does not parse as its type
+            // (an Int where an input object is expected, say).
+            || e.message.starts_with("Expected input type ")
             || (e.message.starts_with("Variable ") && e.message.ends_with(" is not defined."))
         {
             ErrorCode::BadUserInput
