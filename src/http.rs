@@ -40,6 +40,8 @@ use crate::pipeline::progress::SubscriptionScope;
 use crate::tenants::settings::SettingsCache;
 use crate::tenants::{self, ResolveError};
 
+mod ws;
+
 /// What every handler shares.
 pub struct AppState {
     /// The application role's database.
@@ -135,14 +137,15 @@ fn is_websocket(req: &Request) -> bool {
 /// subscriptions. The caller is authenticated and the tenant resolved at `connection_init`,
 /// from its payload (`Authorization`, `x-tenant-id`) or else the upgrade request's headers;
 /// membership is checked then, through a tenant session. A refused init closes the connection.
+/// The connection itself is served by [`ws::serve`], with its limits.
 async fn subscribe(
     state: &Arc<AppState>,
     req: &Request,
     slug: Option<&str>,
     body: Body,
 ) -> Response {
-    use async_graphql_poem::{GraphQLProtocol, GraphQLWebSocket};
-    use poem::web::websocket::WebSocket;
+    use async_graphql_poem::GraphQLProtocol;
+    use poem::web::websocket::{WebSocket, WebSocketConfig};
     use poem::FromRequest;
 
     let mut body = poem::RequestBody::new(body);
@@ -162,43 +165,44 @@ async fn subscribe(
             )
         }
     };
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let headers = (header("authorization"), header("x-tenant-id"));
+    let headers = (
+        header_text(req.headers(), "authorization"),
+        header_text(req.headers(), "x-tenant-id"),
+    );
     let slug = slug.map(str::to_owned);
     let state = Arc::clone(state);
-    let schema = state.schema.clone();
+    let limits = state.limits();
+    // A message is a request: held to the body's limit, refused before it is buffered whole.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limits.max_body_bytes))
+        .max_frame_size(Some(limits.max_body_bytes));
+    let gate = ws::Gate::new(state.schema.clone(), limits, state.introspection());
     websocket
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .config(config)
         .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let field = |name: &str| {
-                        payload.as_object().and_then(|o| {
-                            o.iter()
-                                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                                .and_then(|(_, v)| v.as_str().map(str::to_owned))
-                        })
-                    };
-                    let authorization = field("authorization").or(headers.0);
-                    let tenant_header = field("x-tenant-id").or(headers.1);
-                    let scope = connection_scope(
-                        &state,
-                        authorization.as_deref(),
-                        tenant_header.as_deref(),
-                        slug.as_deref(),
-                    )
-                    .await?;
-                    let mut data = async_graphql::Data::default();
-                    data.insert(scope);
-                    data.insert(state.features);
-                    Ok(data)
-                })
-                .serve()
+            ws::serve(stream, gate, protocol.0, move |payload| async move {
+                let field = |name: &str| {
+                    payload.as_object().and_then(|o| {
+                        o.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                            .and_then(|(_, v)| v.as_str().map(str::to_owned))
+                    })
+                };
+                let authorization = field("authorization").or(headers.0);
+                let tenant_header = field("x-tenant-id").or(headers.1);
+                let scope = connection_scope(
+                    &state,
+                    authorization.as_deref(),
+                    tenant_header.as_deref(),
+                    slug.as_deref(),
+                )
+                .await?;
+                let mut data = async_graphql::Data::default();
+                data.insert(scope);
+                data.insert(state.features);
+                Ok(data)
+            })
         })
         .into_response()
 }

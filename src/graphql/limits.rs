@@ -58,6 +58,12 @@ pub struct Limits {
     #[arg(long = "graphql-max-page-size", env = "GRAPHQL_MAX_PAGE_SIZE", default_value_t = 100,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_page_size: usize,
+
+    /// Most subscriptions running at once on one WebSocket connection (more are refused with
+    /// LIMIT_EXCEEDED until one ends).
+    #[arg(long = "graphql-max-subscriptions", env = "GRAPHQL_MAX_SUBSCRIPTIONS",
+          default_value_t = 32, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_subscriptions: usize,
 }
 
 impl Default for Limits {
@@ -69,6 +75,7 @@ impl Default for Limits {
             max_directives: 5,
             max_body_bytes: 1024 * 1024,
             max_page_size: 100,
+            max_subscriptions: 32,
         }
     }
 }
