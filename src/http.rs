@@ -40,6 +40,8 @@ use crate::pipeline::progress::SubscriptionScope;
 use crate::tenants::settings::SettingsCache;
 use crate::tenants::{self, ResolveError};
 
+mod ws;
+
 /// What every handler shares.
 pub struct AppState {
     /// The application role's database.
@@ -135,14 +137,15 @@ fn is_websocket(req: &Request) -> bool {
 /// subscriptions. The caller is authenticated and the tenant resolved at `connection_init`,
 /// from its payload (`Authorization`, `x-tenant-id`) or else the upgrade request's headers;
 /// membership is checked then, through a tenant session. A refused init closes the connection.
+/// The connection itself is served by [`ws::serve`], with its limits.
 async fn subscribe(
     state: &Arc<AppState>,
     req: &Request,
     slug: Option<&str>,
     body: Body,
 ) -> Response {
-    use async_graphql_poem::{GraphQLProtocol, GraphQLWebSocket};
-    use poem::web::websocket::WebSocket;
+    use async_graphql_poem::GraphQLProtocol;
+    use poem::web::websocket::{WebSocket, WebSocketConfig};
     use poem::FromRequest;
 
     let mut body = poem::RequestBody::new(body);
@@ -162,43 +165,44 @@ async fn subscribe(
             )
         }
     };
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let headers = (header("authorization"), header("x-tenant-id"));
+    let headers = (
+        header_text(req.headers(), "authorization"),
+        header_text(req.headers(), "x-tenant-id"),
+    );
     let slug = slug.map(str::to_owned);
     let state = Arc::clone(state);
-    let schema = state.schema.clone();
+    let limits = state.limits();
+    // A message is a request: held to the body's limit, refused before it is buffered whole.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limits.max_body_bytes))
+        .max_frame_size(Some(limits.max_body_bytes));
+    let gate = ws::Gate::new(state.schema.clone(), limits, state.introspection());
     websocket
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .config(config)
         .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let field = |name: &str| {
-                        payload.as_object().and_then(|o| {
-                            o.iter()
-                                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                                .and_then(|(_, v)| v.as_str().map(str::to_owned))
-                        })
-                    };
-                    let authorization = field("authorization").or(headers.0);
-                    let tenant_header = field("x-tenant-id").or(headers.1);
-                    let scope = connection_scope(
-                        &state,
-                        authorization.as_deref(),
-                        tenant_header.as_deref(),
-                        slug.as_deref(),
-                    )
-                    .await?;
-                    let mut data = async_graphql::Data::default();
-                    data.insert(scope);
-                    data.insert(state.features);
-                    Ok(data)
-                })
-                .serve()
+            ws::serve(stream, gate, protocol.0, move |payload| async move {
+                let field = |name: &str| {
+                    payload.as_object().and_then(|o| {
+                        o.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                            .and_then(|(_, v)| v.as_str().map(str::to_owned))
+                    })
+                };
+                let authorization = field("authorization").or(headers.0);
+                let tenant_header = field("x-tenant-id").or(headers.1);
+                let scope = connection_scope(
+                    &state,
+                    authorization.as_deref(),
+                    tenant_header.as_deref(),
+                    slug.as_deref(),
+                )
+                .await?;
+                let mut data = async_graphql::Data::default();
+                data.insert(scope);
+                data.insert(state.features);
+                Ok(data)
+            })
         })
         .into_response()
 }
@@ -320,8 +324,11 @@ async fn serve(state: &AppState, req: &Request, slug: Option<&str>, body: Body) 
     } else {
         None
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let caller = match state.auth.authenticate(header("authorization")).await {
+    let caller = match state
+        .auth
+        .authenticate(header_text(headers, "authorization").as_deref())
+        .await
+    {
         Ok(caller) => caller,
         Err(e) => return error_response(media, error(ErrorCode::Unauthenticated, e.to_string())),
     };
@@ -346,6 +353,15 @@ async fn serve(state: &AppState, req: &Request, slug: Option<&str>, body: Body) 
         return response;
     }
     execute(state, headers, slug, caller, request, media).await
+}
+
+/// A header's value as text. Bytes that are not UTF-8 become U+FFFD rather than making the
+/// header absent: a tenant header that is not text is a bad tenant header (not "no tenant
+/// named"), a credential that is not text an invalid one (not a missing one).
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// A client error (bad input) that is not about GraphQL: a status and a message.
@@ -398,22 +414,102 @@ async fn read_body(
             ));
         }
     };
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let body: TopLevel = serde_json::from_slice(&bytes).map_err(|e| {
         http_error(
             StatusCode::BAD_REQUEST,
             format!("the request body is not valid JSON: {e}"),
         )
     })?;
-    match value {
-        serde_json::Value::Object(fields) => from_fields(fields),
-        serde_json::Value::Array(_) => Err(http_error(
+    match body {
+        TopLevel::Object {
+            duplicate: Some(name),
+            ..
+        } => Err(http_error(
+            StatusCode::BAD_REQUEST,
+            format!("the {name} field is given more than once"),
+        )),
+        TopLevel::Object { fields, .. } => from_fields(fields),
+        TopLevel::Array => Err(http_error(
             StatusCode::BAD_REQUEST,
             "batched requests are not supported: send one request per HTTP request",
         )),
-        _ => Err(http_error(
+        TopLevel::Other => Err(http_error(
             StatusCode::BAD_REQUEST,
             "the request body must be a JSON object with a query",
         )),
+    }
+}
+
+/// A request body's JSON, as far as its shape goes. A field given twice is noted rather than
+/// overwritten: JSON parsers disagree on which one wins, so a proxy and this server could
+/// read two different requests in the same bytes (GET refuses a repeated parameter too).
+enum TopLevel {
+    Object {
+        fields: serde_json::Map<String, serde_json::Value>,
+        duplicate: Option<String>,
+    },
+    Array,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+        struct Shape;
+
+        impl<'de> Visitor<'de> for Shape {
+            type Value = TopLevel;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+                let mut fields = serde_json::Map::new();
+                let mut duplicate = None;
+                while let Some(name) = map.next_key::<String>()? {
+                    let value = map.next_value()?;
+                    if fields.contains_key(&name) {
+                        duplicate.get_or_insert(name);
+                    } else {
+                        fields.insert(name, value);
+                    }
+                }
+                Ok(TopLevel::Object { fields, duplicate })
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TopLevel::Array)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+        }
+
+        deserializer.deserialize_any(Shape)
     }
 }
 
@@ -509,6 +605,12 @@ async fn check(
     }
     let operation = selected_operation(&doc, request.operation_name.as_deref());
     // An operation that cannot be told apart is left to validation to report.
+    if operation.is_some_and(|op| op.node.ty == OperationType::Subscription) {
+        return Err(request_errors(vec![request_error(error(
+            ErrorCode::BadUserInput,
+            "subscriptions are served over WebSocket (graphql-transport-ws), not HTTP",
+        ))]));
+    }
     if is_get && operation.is_some_and(|op| op.node.ty != OperationType::Query) {
         let mut response = refuse(
             media,
@@ -598,12 +700,11 @@ async fn execute(
     request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let resolved = match tenants::resolve(
         &state.db,
         &state.features,
         &caller,
-        header("x-tenant-id"),
+        header_text(headers, "x-tenant-id").as_deref(),
         slug,
     )
     .await
@@ -714,6 +815,9 @@ fn with_codes(errors: &mut Vec<ServerError>) {
         } else if e.path.is_empty()
             || e.message.starts_with("Failed to parse")
             || e.message.starts_with("Invalid value")
+            // An argument that validation let through but that does not parse as its type
+            // (an Int where an input object is expected, say).
+            || e.message.starts_with("Expected input type ")
             || (e.message.starts_with("Variable ") && e.message.ends_with(" is not defined."))
         {
             ErrorCode::BadUserInput

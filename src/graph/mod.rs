@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::graphql::loaders::{child_connection, loader, root_connection, Id, Listing, Row};
-use crate::graphql::pagination::{sorted, Connection, Sort, Sql, Window};
+use crate::graphql::pagination::{filter_text, sorted, Connection, Sort, Sql, Window};
 use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{error, max_page_size, ErrorCode, MemberGuard};
 use crate::papers::{Paper, PaperFilter, PaperListing, PaperOrder, PaperSection, PaperVia};
@@ -588,7 +588,7 @@ impl NodeListing {
             window,
             order: order.unwrap_or_default(),
             node_types: sorted(f.node_types),
-            text: f.text.filter(|t| !t.trim().is_empty()),
+            text: filter_text(f.text)?,
             paper: f
                 .paper
                 .map(|id| row_id(&id, Kind::Paper, "filter.paper"))

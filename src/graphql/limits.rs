@@ -58,6 +58,12 @@ pub struct Limits {
     #[arg(long = "graphql-max-page-size", env = "GRAPHQL_MAX_PAGE_SIZE", default_value_t = 100,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_page_size: usize,
+
+    /// Most subscriptions running at once on one WebSocket connection (more are refused with
+    /// LIMIT_EXCEEDED until one ends).
+    #[arg(long = "graphql-max-subscriptions", env = "GRAPHQL_MAX_SUBSCRIPTIONS",
+          default_value_t = 32, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_subscriptions: usize,
 }
 
 impl Default for Limits {
@@ -69,6 +75,7 @@ impl Default for Limits {
             max_directives: 5,
             max_body_bytes: 1024 * 1024,
             max_page_size: 100,
+            max_subscriptions: 32,
         }
     }
 }
@@ -158,6 +165,17 @@ impl<'a> Walk<'a> {
                         return Err(error(
                             ErrorCode::BadUserInput,
                             "introspection is disabled on this server",
+                        )
+                        .into_server_error(field.pos));
+                    }
+                    // async-graphql answers `__typename` whatever follows it.
+                    if name == "__typename"
+                        && !(field.node.arguments.is_empty()
+                            && field.node.selection_set.node.items.is_empty())
+                    {
+                        return Err(error(
+                            ErrorCode::BadUserInput,
+                            "__typename takes no arguments and has no fields",
                         )
                         .into_server_error(field.pos));
                     }
@@ -380,6 +398,23 @@ mod tests {
         let err = check_document(&doc, &Limits::default(), false).unwrap_err();
         assert_eq!(err.message, "introspection is disabled on this server");
         assert!(check_document(&doc, &Limits::default(), true).is_ok());
+    }
+
+    #[test]
+    fn typename_has_no_arguments_or_fields() {
+        let limits = Limits::default();
+        assert_eq!(check("{ __typename a { __typename } }", &limits), Ok(()));
+        for query in [
+            "{ __typename(x: 1) }",
+            "{ a { __typename { b } } }",
+            "{ ...F } fragment F on Q { __typename(if: true) }",
+        ] {
+            assert_eq!(
+                check(query, &limits),
+                Err("__typename takes no arguments and has no fields".into()),
+                "{query}"
+            );
+        }
     }
 
     #[test]

@@ -232,6 +232,9 @@ pub fn db_error(err: DbError) -> async_graphql::Error {
             "23505" => Some("conflicts with existing data"),
             "23503" => Some("refers to something that does not exist in this tenant"),
             "23514" | "22001" | "22003" | "22P02" => Some("invalid input"),
+            // A NUL character, which PostgreSQL text cannot hold: 22021 in text, 22P05 in
+            // JSON (`\u0000`). A Rust string is valid UTF-8, so nothing else gets these.
+            "22021" | "22P05" => Some("text cannot contain NUL characters"),
             _ => None,
         };
         if let Some(message) = message {
@@ -239,6 +242,15 @@ pub fn db_error(err: DbError) -> async_graphql::Error {
         }
         if *state == SqlState::QUERY_CANCELED {
             return error(ErrorCode::LimitExceeded, "the query took too long");
+        }
+        // A statement after one that failed in the same request (a mutation's second field
+        // after its first was refused, say): the transaction is already lost, and the failure
+        // that lost it is reported with its own code.
+        if *state == SqlState::IN_FAILED_SQL_TRANSACTION {
+            return error(
+                ErrorCode::BadUserInput,
+                "not run: an earlier error in this request ended its transaction",
+            );
         }
     }
     tracing::error!(error = %err, "database error");

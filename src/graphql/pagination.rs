@@ -32,6 +32,22 @@ pub fn sorted<T: Ord + Copy>(values: Option<Vec<T>>) -> Option<Vec<T>> {
     })
 }
 
+/// Most characters of a text filter, as of a `search` query: a full-text query of a
+/// megabyte's worth of words keeps a database connection busy until the statement timeout.
+pub const MAX_FILTER_TEXT_CHARS: usize = 500;
+
+/// A text filter: `None` when blank, refused when longer than [`MAX_FILTER_TEXT_CHARS`].
+pub fn filter_text(text: Option<String>) -> Result<Option<String>, async_graphql::Error> {
+    match text {
+        Some(t) if t.chars().count() > MAX_FILTER_TEXT_CHARS => Err(error(
+            ErrorCode::BadUserInput,
+            format!("filter.text has at most {MAX_FILTER_TEXT_CHARS} characters"),
+        )),
+        Some(t) if t.trim().is_empty() => Ok(None),
+        text => Ok(text),
+    }
+}
+
 /// A keyset position: the order it belongs to, the sort value (as text, cast back in SQL) and
 /// the row id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

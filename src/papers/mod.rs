@@ -10,7 +10,7 @@ use crate::graph::{
     EntityMention, GraphNode, MentionListing, NodeFilter, NodeListing, NodeOrder, NodeVia,
 };
 use crate::graphql::loaders::{child_connection, loader, root_connection, Id, Listing, Row};
-use crate::graphql::pagination::{sorted, Connection, Sort, Sql, Window};
+use crate::graphql::pagination::{filter_text, sorted, Connection, Sort, Sql, Window};
 use crate::graphql::relay::{global_id, row_id, Kind};
 use crate::graphql::{max_page_size, MemberGuard};
 use crate::insights::{Insight, InsightFilter, InsightListing, InsightOrder, InsightVia};
@@ -456,7 +456,7 @@ impl PaperListing {
             via,
             window,
             order: order.unwrap_or_default(),
-            text: f.text.filter(|t| !t.trim().is_empty()),
+            text: filter_text(f.text)?,
             doi: f.doi,
             arxiv_id: f.arxiv_id,
             year_from: f.year_from,
