@@ -9,10 +9,10 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::http::{app, gql, token, AppOptions};
+use common::workers::{drain, offline_worker};
 use common::{cluster, seed_tenant, tenant_tables, Seeded, TestDb};
 use research_graph::backup::{
     self, ApiKeyOutcome, BackupError, BackupFile, FileError, RestoreError, RestoreOptions,
@@ -22,16 +22,10 @@ use research_graph::crypto::{KeyRing, SecretString};
 use research_graph::db::admin::{latest_migration, AdminConnection};
 use research_graph::db::{Database, PoolSettings};
 use research_graph::ids::{Role, TenantId, UserId, DEFAULT_TENANT};
-use research_graph::llm::{ConcurrencyLimiter, LlmProvider, OfflineProvider};
 use research_graph::pipeline::demo::PAPERS;
 use research_graph::pipeline::ingest::{parse, SourceFormat};
 use research_graph::pipeline::jobs::{self, JobKind, DEFAULT_MAX_ATTEMPTS};
-use research_graph::pipeline::runner::{ModelDefaults, Pipeline};
-use research_graph::pipeline::worker::{Worker, WorkerOptions};
 use research_graph::pipeline::{store, PaperMeta};
-use research_graph::usage::calls::MeteredLlm;
-use research_graph::usage::meter::Meter;
-use research_graph::usage::pricing::Pricing;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -44,38 +38,8 @@ on ZooVerse.\n";
 /// Runs every queued job with the offline extractor and reasoner, then writes the usage events
 /// the meter buffered.
 async fn run_jobs(t: &TestDb) {
-    let providers: Vec<Arc<dyn LlmProvider>> = vec![Arc::new(OfflineProvider::new())];
-    let pricing = Arc::new(Pricing::load(None).unwrap());
-    let meter = Arc::new(Meter::start(t.db.clone(), 1024));
-    let llm = Arc::new(MeteredLlm::new(
-        t.db.clone(),
-        Arc::clone(&pricing),
-        Arc::clone(&meter),
-        ConcurrencyLimiter::new(8),
-        providers,
-    ));
-    let pipeline = Arc::new(Pipeline::new(
-        t.db.clone(),
-        llm,
-        pricing,
-        None,
-        Default::default(),
-        ModelDefaults {
-            extraction: "offline".into(),
-            reasoning: "offline".into(),
-        },
-        2,
-    ));
-    let worker = Worker::new(
-        pipeline,
-        t.db.clone(),
-        WorkerOptions {
-            name: "backup-test-worker".into(),
-            ..WorkerOptions::default()
-        },
-        None,
-    );
-    while worker.run_one().await.unwrap().is_some() {}
+    let (worker, meter) = offline_worker(&t.db, "backup-test-worker");
+    drain(&worker).await;
     assert_eq!(meter.shutdown(Duration::from_secs(10)).await, 0);
 }
 
@@ -163,20 +127,6 @@ async fn two_rich_tenants(t: &TestDb) -> (Seeded, Seeded) {
     record_usage(t, a.tenant, a.owner, "alpha").await;
     record_usage(t, b.tenant, b.owner, "beta").await;
     (a, b)
-}
-
-/// Connection settings in the key=value form a user would put in DATABASE_URL.
-fn url(config: &tokio_postgres::Config) -> String {
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-        tokio_postgres::config::Host::Tcp(host) => host.clone(),
-    };
-    format!(
-        "host={host} port={} user={} dbname={}",
-        config.get_ports()[0],
-        config.get_user().unwrap(),
-        config.get_dbname().unwrap()
-    )
 }
 
 /// The binary with `args`, connected to a test database; (success, stdout, stderr).
@@ -350,8 +300,8 @@ async fn a_tenant_backed_up_by_the_binary_restores_into_a_fresh_database_and_ans
             "--out",
             file.to_str().unwrap(),
         ],
-        Some(url(&t.app_config())),
-        Some(url(&t.admin_config())),
+        Some(common::database_url(&t.app_config())),
+        Some(common::database_url(&t.admin_config())),
     );
     let backup_time = started.elapsed();
     assert!(ok, "{stdout}{stderr}");
@@ -410,7 +360,7 @@ async fn a_tenant_backed_up_by_the_binary_restores_into_a_fresh_database_and_ans
     let (ok, stdout, stderr) = binary(
         &["restore", "--in", file.to_str().unwrap()],
         None,
-        Some(url(&restored.admin_config())),
+        Some(common::database_url(&restored.admin_config())),
     );
     let restore_time = started.elapsed();
     assert!(ok, "{stdout}{stderr}");
@@ -452,7 +402,7 @@ async fn a_tenant_backed_up_by_the_binary_restores_into_a_fresh_database_and_ans
     let (ok, stdout, stderr) = binary(
         &["restore", "--in", file.to_str().unwrap()],
         None,
-        Some(url(&restored.admin_config())),
+        Some(common::database_url(&restored.admin_config())),
     );
     assert!(!ok, "{stdout}");
     assert!(
@@ -834,7 +784,7 @@ async fn only_an_owner_can_take_a_backup() {
                 "--out",
                 out.to_str().unwrap(),
             ],
-            Some(url(&t.app_config())),
+            Some(common::database_url(&t.app_config())),
             None,
         );
         assert!(!ok, "{stdout}");

@@ -408,20 +408,6 @@ async fn a_ciphertext_copied_to_another_tenant_does_not_decrypt() {
     );
 }
 
-/// Connection settings in the key=value form a user would put in DATABASE_URL.
-fn url(config: &tokio_postgres::Config) -> String {
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-        tokio_postgres::config::Host::Tcp(host) => host.clone(),
-    };
-    format!(
-        "host={host} port={} user={} dbname={}",
-        config.get_ports()[0],
-        config.get_user().unwrap(),
-        config.get_dbname().unwrap()
-    )
-}
-
 /// Runs the binary with `args` and `env` (and no other configuration from the environment);
 /// returns (success, stdout, stderr).
 fn run(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
@@ -535,11 +521,11 @@ async fn keys_rotate_re_encrypts_every_key_under_the_current_id() {
         Err(ApiKeyError::Crypto(CryptoError::UnknownKeyId(1)))
     ));
 
-    let admin = url(&t.admin_config());
+    let admin = common::database_url(&t.admin_config());
     let env = |previous: Option<&str>, current: &str| {
         let mut env = vec![
             ("ADMIN_DATABASE_URL", admin.clone()),
-            ("DATABASE_URL", url(&t.app_config())),
+            ("DATABASE_URL", common::database_url(&t.app_config())),
             ("ENCRYPTION_KEY", current.to_owned()),
             ("ENCRYPTION_KEY_ID", "2".to_owned()),
         ];
@@ -582,7 +568,7 @@ async fn keys_rotate_re_encrypts_every_key_under_the_current_id() {
     let mut rotator_config = t.admin_config();
     rotator_config.user(&rotator);
     let mut rotator_env = env(Some(&previous), &new_secret);
-    rotator_env[0].1 = url(&rotator_config);
+    rotator_env[0].1 = common::database_url(&rotator_config);
     let (ok, out, err) = run(&["keys", "rotate"], &rotator_env);
     assert!(ok, "{out}{err}");
     assert_eq!(
@@ -799,8 +785,11 @@ async fn secrets_never_reach_the_logs_or_the_responses() {
     let master = format!("master-{}", Uuid::new_v4().simple());
     let key = fresh_key("sk-proj-");
     let server = Server::start(&[
-        ("DATABASE_URL", url(&t.app_config())),
-        ("ADMIN_DATABASE_URL", url(&t.admin_config())),
+        ("DATABASE_URL", common::database_url(&t.app_config())),
+        (
+            "ADMIN_DATABASE_URL",
+            common::database_url(&t.admin_config()),
+        ),
         ("ENABLE_MULTI_TENANT", "true".into()),
         ("JWT_SECRET", SECRET.into()),
         ("ENCRYPTION_KEY", master.clone()),

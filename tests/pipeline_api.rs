@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::http::{app, code, gql, hs256_settings, token, AppOptions};
+use common::workers::drain;
 use common::TestDb;
 use futures_util::{SinkExt, StreamExt};
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -16,60 +17,16 @@ use research_graph::features::Features;
 use research_graph::graphql::{build_schema, Limits};
 use research_graph::http::{router, AppState};
 use research_graph::ids::{Role, TenantId, UserId};
-use research_graph::llm::{ConcurrencyLimiter, LlmProvider, OfflineProvider};
 use research_graph::pipeline::demo::PAPERS;
 use research_graph::pipeline::events::JobEvents;
-use research_graph::pipeline::runner::{ModelDefaults, Pipeline};
-use research_graph::pipeline::worker::{Ended, Worker, WorkerOptions};
+use research_graph::pipeline::worker::Worker;
 use research_graph::tenants::settings::{SettingsCache, SETTINGS_TTL};
-use research_graph::usage::calls::MeteredLlm;
-use research_graph::usage::meter::Meter;
-use research_graph::usage::pricing::Pricing;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use uuid::Uuid;
 
 fn offline_worker(t: &TestDb) -> Worker {
-    let providers: Vec<Arc<dyn LlmProvider>> = vec![Arc::new(OfflineProvider::new())];
-    let pricing = Arc::new(Pricing::load(None).unwrap());
-    let meter = Arc::new(Meter::start(t.db.clone(), 64));
-    let llm = Arc::new(MeteredLlm::new(
-        t.db.clone(),
-        Arc::clone(&pricing),
-        meter,
-        ConcurrencyLimiter::new(8),
-        providers,
-    ));
-    let pipeline = Arc::new(Pipeline::new(
-        t.db.clone(),
-        llm,
-        pricing,
-        None,
-        Default::default(),
-        ModelDefaults {
-            extraction: "offline".into(),
-            reasoning: "offline".into(),
-        },
-        2,
-    ));
-    Worker::new(
-        pipeline,
-        t.db.clone(),
-        WorkerOptions {
-            name: "api-worker".into(),
-            ..WorkerOptions::default()
-        },
-        None,
-    )
-}
-
-async fn drain(w: &Worker) -> Vec<(Uuid, Ended)> {
-    let mut ran = Vec::new();
-    while let Some(r) = w.run_one().await.unwrap() {
-        ran.push(r);
-    }
-    ran
+    common::workers::offline_worker(&t.db, "api-worker").0
 }
 
 const INGEST: &str =
@@ -572,6 +529,17 @@ async fn queue_paper(t: &TestDb, a: &Tenant) -> String {
         .to_owned()
 }
 
+/// Sends a `jobProgress` subscription for `job` (id "1").
+async fn subscribe_to_job(ws: &mut Ws, job: &str) {
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe",
+        "payload": { "query": SUBSCRIBE, "variables": { "id": job } } })
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+}
+
 const SUBSCRIBE: &str = "subscription($id: UUID!) { jobProgress(jobId: $id) { status stage progress { sectionsDone sectionsTotal } } }";
 
 #[tokio::test]
@@ -586,13 +554,7 @@ async fn job_progress_is_pushed_over_graphql_ws_until_the_job_ends() {
     )
     .await;
     assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "subscribe",
-        "payload": { "query": SUBSCRIBE, "variables": { "id": job } } })
-        .to_string(),
-    ))
-    .await
-    .unwrap();
+    subscribe_to_job(&mut ws, &job).await;
     let first = next(&mut ws).await.unwrap();
     assert_eq!(
         first["payload"]["data"]["jobProgress"]["status"], "QUEUED",
@@ -660,13 +622,7 @@ async fn subscriptions_need_a_member_and_see_only_their_tenants_jobs() {
     )
     .await;
     assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "subscribe",
-        "payload": { "query": SUBSCRIBE, "variables": { "id": job } } })
-        .to_string(),
-    ))
-    .await
-    .unwrap();
+    subscribe_to_job(&mut ws, &job).await;
     let m = next(&mut ws).await.unwrap();
     assert_eq!(m["payload"]["data"], Value::Null, "{m}");
     assert_eq!(
@@ -674,20 +630,6 @@ async fn subscriptions_need_a_member_and_see_only_their_tenants_jobs() {
         "{m}"
     );
     assert_eq!(next(&mut ws).await.unwrap()["type"], "complete");
-}
-
-/// Connection settings in the key=value form of DATABASE_URL.
-fn url(config: &tokio_postgres::Config) -> String {
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-        tokio_postgres::config::Host::Tcp(host) => host.clone(),
-    };
-    format!(
-        "host={host} port={} user={} dbname={}",
-        config.get_ports()[0],
-        config.get_user().unwrap(),
-        config.get_dbname().unwrap()
-    )
 }
 
 #[tokio::test]
@@ -702,20 +644,14 @@ async fn progress_from_a_worker_in_another_process_reaches_the_subscriber() {
     )
     .await;
     assert_eq!(next(&mut ws).await.unwrap()["type"], "connection_ack");
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "subscribe",
-        "payload": { "query": SUBSCRIBE, "variables": { "id": job } } })
-        .to_string(),
-    ))
-    .await
-    .unwrap();
+    subscribe_to_job(&mut ws, &job).await;
     assert_eq!(
         next(&mut ws).await.unwrap()["payload"]["data"]["jobProgress"]["status"],
         "QUEUED"
     );
     let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_research-graph"))
         .arg("worker")
-        .env("DATABASE_URL", url(&t.app_config()))
+        .env("DATABASE_URL", common::database_url(&t.app_config()))
         .env_remove("ADMIN_DATABASE_URL")
         .env_remove("GEMINI_API_KEY")
         .stdin(std::process::Stdio::null())

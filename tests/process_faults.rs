@@ -4,12 +4,12 @@
 //! gives its job back, the local Postgres stops cleanly).
 
 mod common;
+#[path = "common/server.rs"]
+mod server;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use common::mock_gemini::{json_answer, prompt_of, Answer, MockGemini, Usage};
@@ -20,23 +20,10 @@ use research_graph::ids::{TenantId, UserId};
 use research_graph::pipeline::ingest::{parse, SourceFormat};
 use research_graph::pipeline::jobs::{self, JobKind};
 use serde_json::{json, Value};
+use server::Server;
 use uuid::Uuid;
 
 const GEMINI_KEY: &str = "AIzaSyTestKey-0123456789abcdefghij";
-
-/// Connection settings in the key=value form of DATABASE_URL.
-fn url(config: &tokio_postgres::Config) -> String {
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-        tokio_postgres::config::Host::Tcp(host) => host.clone(),
-    };
-    format!(
-        "host={host} port={} user={} dbname={}",
-        config.get_ports()[0],
-        config.get_user().unwrap(),
-        config.get_dbname().unwrap()
-    )
-}
 
 /// Answers a section "We propose NAME for TASK." with that method, task and relation.
 fn answer(body: &Value) -> Answer {
@@ -109,7 +96,7 @@ async fn queue(t: &TestDb, tenant: TenantId, user: UserId, papers: usize) -> Vec
 fn worker(t: &TestDb, mock: &MockGemini) -> Child {
     Command::new(env!("CARGO_BIN_EXE_research-graph"))
         .arg("worker")
-        .env("DATABASE_URL", url(&t.app_config()))
+        .env("DATABASE_URL", common::database_url(&t.app_config()))
         .env_remove("ADMIN_DATABASE_URL")
         .env("GEMINI_API_KEY", GEMINI_KEY)
         .env("GEMINI_BASE_URL", &mock.base)
@@ -275,90 +262,6 @@ async fn a_worker_killed_with_sigkill_mid_job_is_taken_over_without_duplicates()
 // ---------------------------------------------------------------------------------------------
 // Graceful shutdown of `serve`
 
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    addr: String,
-}
-
-impl Server {
-    fn start(dir: &Path, env: &[(&str, String)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_research-graph"));
-        command
-            .args(["serve", "--dev", "--port", "0", "--data-dir"])
-            .arg(dir)
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .env_remove("DATABASE_URL")
-            .env_remove("ADMIN_DATABASE_URL")
-            .env_remove("PORT");
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            lines,
-            log: Vec::new(),
-            addr: String::new(),
-        };
-        let line = server
-            .wait_for("research-graph listening", Duration::from_secs(120))
-            .expect("the server listens");
-        let json: Value = serde_json::from_str(&line).unwrap();
-        server.addr = json["fields"]["address"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("socket://")
-            .to_owned();
-        server
-    }
-
-    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return Some(line);
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        None
-    }
-
-    fn drain_log(&mut self) {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.log.push(line);
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn post(addr: &str, query: &str, variables: Value) -> std::io::Result<(u16, Value)> {
     let body = json!({ "query": query, "variables": variables }).to_string();
     let mut stream = TcpStream::connect(addr)?;
@@ -396,7 +299,7 @@ async fn sigterm_finishes_in_flight_requests_releases_the_job_and_stops_postgres
         ("GEMINI_BASE_URL", mock.base.clone()),
         ("SECTION_CONCURRENCY", "1".to_owned()),
     ];
-    let mut server = Server::start(dir.path(), &env);
+    let mut server = Server::start_with(dir.path(), &env);
     let addr = server.addr.clone();
     let (_, body) = post(
         &addr,
@@ -453,7 +356,7 @@ async fn sigterm_finishes_in_flight_requests_releases_the_job_and_stops_postgres
     });
     // Let the request reach the lock, then ask the server to stop.
     std::thread::sleep(Duration::from_millis(500));
-    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    server.signal(Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(700));
     // New connections are refused while the in-flight request is still running.
     assert!(
@@ -471,8 +374,7 @@ async fn sigterm_finishes_in_flight_requests_releases_the_job_and_stops_postgres
         body["data"]["updateTenantSettings"]["confidenceThreshold"], 0.7,
         "{body}"
     );
-    let exit = server.child.wait().unwrap();
-    server.drain_log();
+    let exit = server.wait_exit();
     assert!(exit.success(), "{:#?}", server.log);
     let log = server.log.join("\n");
     assert!(log.contains("worker stopped"), "{log}");
@@ -483,11 +385,10 @@ async fn sigterm_finishes_in_flight_requests_releases_the_job_and_stops_postgres
     );
 
     // The job went back to the queue with the interrupted attempt not counted.
-    let mut again = Server::start(dir.path(), &[("EMBEDDED_WORKER", "false".to_owned())]);
+    let mut again = Server::start_with(dir.path(), &[("EMBEDDED_WORKER", "false".to_owned())]);
     let (_, body) = post(&again.addr, job_query, json!({ "id": job })).unwrap();
     assert_eq!(body["data"]["pipelineJob"]["status"], "QUEUED", "{body}");
     assert_eq!(body["data"]["pipelineJob"]["attempts"], 0, "{body}");
-    kill(Pid::from_raw(again.child.id() as i32), Signal::SIGTERM).unwrap();
-    assert!(again.child.wait().unwrap().success());
-    again.drain_log();
+    again.signal(Signal::SIGTERM);
+    assert!(again.wait_exit().success());
 }

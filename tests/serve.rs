@@ -3,152 +3,17 @@
 //! even a killed server does not leave Postgres running.
 
 mod common;
+#[path = "common/server.rs"]
+mod server;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use server::{data_dir, http, Server};
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// Connection settings in the key=value form a user would put in DATABASE_URL.
-fn url(config: &tokio_postgres::Config) -> String {
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-        tokio_postgres::config::Host::Tcp(host) => host.clone(),
-    };
-    format!(
-        "host={host} port={} user={} dbname={}",
-        config.get_ports()[0],
-        config.get_user().unwrap(),
-        config.get_dbname().unwrap()
-    )
-}
-
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    addr: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        Server::start_with(dir, &[])
-    }
-
-    fn start_with(dir: &Path, env: &[(&str, String)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_research-graph"));
-        command
-            .args(["serve", "--dev", "--port", "0", "--data-dir"])
-            .arg(dir)
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .env_remove("DATABASE_URL")
-            .env_remove("ADMIN_DATABASE_URL")
-            .env_remove("PORT");
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start research-graph serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            lines,
-            log: Vec::new(),
-            addr: String::new(),
-        };
-        let line = server
-            .wait_for("research-graph listening", Duration::from_secs(120))
-            .expect("the server starts listening");
-        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let address = json["fields"]["address"].as_str().unwrap();
-        server.addr = address.trim_start_matches("socket://").to_owned();
-        server
-    }
-
-    /// Reads log lines until one contains `needle`.
-    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return Some(line);
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        None
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                    self.log.push(line);
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_contains(&self, needle: &str) -> bool {
-        self.log.iter().any(|l| l.contains(needle))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A minimal HTTP/1.0 exchange: (status, body).
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the server");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 fn postmaster_pid(dir: &Path) -> i32 {
     let text = std::fs::read_to_string(dir.join("pg/postmaster.pid")).expect("postmaster.pid");
@@ -164,15 +29,6 @@ fn wait_gone(pid: i32, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
-}
-
-fn data_dir() -> tempfile::TempDir {
-    // Under /tmp: when the tests run as root, Postgres runs as the `postgres` account, which
-    // must be able to reach the directory.
-    tempfile::Builder::new()
-        .prefix("rg-serve-")
-        .tempdir_in("/tmp")
-        .unwrap()
 }
 
 #[test]
@@ -249,7 +105,7 @@ fn migrate_and_serve_against_an_existing_database() {
 
     let output = Command::new(env!("CARGO_BIN_EXE_research-graph"))
         .arg("migrate")
-        .env("ADMIN_DATABASE_URL", url(&admin))
+        .env("ADMIN_DATABASE_URL", common::database_url(&admin))
         .env_remove("DATABASE_URL")
         .output()
         .unwrap();
@@ -274,7 +130,7 @@ fn migrate_and_serve_against_an_existing_database() {
 
     let output = Command::new(env!("CARGO_BIN_EXE_research-graph"))
         .arg("migrate")
-        .env("DATABASE_URL", url(&app))
+        .env("DATABASE_URL", common::database_url(&app))
         .env_remove("ADMIN_DATABASE_URL")
         .output()
         .unwrap();
@@ -287,8 +143,8 @@ fn migrate_and_serve_against_an_existing_database() {
     let mut server = Server::start_with(
         unused.path(),
         &[
-            ("DATABASE_URL", url(&app)),
-            ("ADMIN_DATABASE_URL", url(&admin)),
+            ("DATABASE_URL", common::database_url(&app)),
+            ("ADMIN_DATABASE_URL", common::database_url(&admin)),
         ],
     );
     assert!(
@@ -506,7 +362,7 @@ fn the_worker_command_runs_queued_jobs_and_stops_cleanly() {
     });
     let child = Command::new(env!("CARGO_BIN_EXE_research-graph"))
         .arg("worker")
-        .env("DATABASE_URL", url(&t.app_config()))
+        .env("DATABASE_URL", common::database_url(&t.app_config()))
         .env_remove("ADMIN_DATABASE_URL")
         .env_remove("GEMINI_API_KEY")
         .env("RUST_LOG", "info")

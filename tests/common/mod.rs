@@ -16,6 +16,7 @@
 
 pub mod http;
 pub mod mock_gemini;
+pub mod workers;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -400,6 +401,20 @@ pub fn tenant_column(table: &str) -> &'static str {
     } else {
         "tenant_id"
     }
+}
+
+/// Connection settings in the key=value form a user would put in DATABASE_URL.
+pub fn database_url(config: &tokio_postgres::Config) -> String {
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+    };
+    format!(
+        "host={host} port={} user={} dbname={}",
+        config.get_ports()[0],
+        config.get_user().unwrap(),
+        config.get_dbname().unwrap()
+    )
 }
 
 /// The SQLSTATE of a failed statement, as text.
