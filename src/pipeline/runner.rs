@@ -431,7 +431,6 @@ impl Run<'_> {
         });
         let provenance = Arc::new(provenance);
         let mut first_error: Option<JobError> = None;
-        let mut touched: Vec<Uuid> = Vec::new();
         // Sections run concurrently (bounded), each persisted on its own; the first retryable
         // failure stops new sections from starting, and the attempt fails once the running
         // ones have finished (their work is kept).
@@ -443,7 +442,7 @@ impl Run<'_> {
             }
             match tasks.join_next().await {
                 None => break,
-                Some(Ok(Ok(nodes))) => touched.extend(nodes),
+                Some(Ok(Ok(()))) => {}
                 Some(Ok(Err(e))) => {
                     if first_error.is_none() {
                         first_error = Some(e);
@@ -463,13 +462,13 @@ impl Run<'_> {
         self.propose_merges(paper).await
     }
 
-    /// Extracts, validates and persists one section; returns the nodes it touched.
+    /// Extracts, validates and persists one section.
     fn section_work(
         &self,
         p: Pending,
         paper: Arc<PaperText>,
         provenance: Arc<Provenance>,
-    ) -> impl Future<Output = Result<Vec<Uuid>, JobError>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), JobError>> + Send + 'static {
         let run = self.section_run();
         let llm = Arc::clone(&self.pipeline.llm);
         let claim = self.claim;
@@ -926,20 +925,14 @@ impl SectionRun {
         extraction: &SectionExtraction,
         provenance: &Provenance,
         cost: i64,
-    ) -> Result<Vec<Uuid>, JobError> {
+    ) -> Result<(), JobError> {
         let mut tries = 0;
         loop {
             tries += 1;
             let result = async {
                 let s = self.db.session(self.claim.tenant, self.user).await?;
-                let persisted = persist::persist_section(
-                    &s,
-                    section,
-                    extraction,
-                    provenance,
-                    Some(self.claim.job),
-                )
-                .await?;
+                persist::persist_section(&s, section, extraction, provenance, Some(self.claim.job))
+                    .await?;
                 self.bump(
                     &s,
                     &Delta {
@@ -954,7 +947,7 @@ impl SectionRun {
                 )
                 .await?;
                 s.commit().await?;
-                Ok::<_, JobError>(persisted.nodes)
+                Ok::<_, JobError>(())
             }
             .await;
             match result {
@@ -971,7 +964,7 @@ impl SectionRun {
         provenance: &Provenance,
         failure: SectionFailure,
         cost: i64,
-    ) -> Result<Vec<Uuid>, JobError> {
+    ) -> Result<(), JobError> {
         if failure.retryable {
             return Err(JobError::retryable(failure.reason));
         }
@@ -996,7 +989,7 @@ impl SectionRun {
         )
         .await?;
         s.commit().await?;
-        Ok(Vec::new())
+        Ok(())
     }
 }
 
