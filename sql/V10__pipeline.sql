@@ -133,13 +133,15 @@ CREATE POLICY definer_read ON app.jobs FOR SELECT TO rg_definer USING (true);
 CREATE POLICY definer_update ON app.jobs FOR UPDATE TO rg_definer USING (true) WITH CHECK (true);
 
 -- Every change of a job's state or progress is announced on channel rg_jobs with the tenant and
--- job ids only (listeners read the job itself through a tenant session, under RLS).
+-- job ids and the job's state only (listeners read the job itself through a tenant session,
+-- under RLS; workers wake only for queued jobs).
 CREATE FUNCTION app.notify_job() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = ''
     AS $$
     BEGIN
-        PERFORM pg_notify('rg_jobs', NEW.tenant_id::text || ' ' || NEW.id::text);
+        PERFORM pg_notify('rg_jobs',
+            NEW.tenant_id::text || ' ' || NEW.id::text || ' ' || NEW.status);
         RETURN NULL;
     END
     $$;

@@ -941,3 +941,43 @@ async fn a_job_whose_member_lost_write_access_fails_with_a_clear_reason() {
         "no model was called for a member without write access"
     );
 }
+
+#[tokio::test]
+async fn an_idle_worker_wakes_when_a_job_is_queued_not_at_its_next_poll() {
+    let t = TestDb::new().await;
+    let (tenant, owner) = t.create_tenant("lab").await;
+    let m = mock(Duration::ZERO).await;
+    let s = setup(&t, &m.base, 1);
+    let events = research_graph::pipeline::events::JobEvents::start(t.db.clone());
+    let w = Arc::new(Worker::new(
+        Arc::clone(&s.pipeline),
+        t.db.clone(),
+        WorkerOptions {
+            name: "sleeper".into(),
+            concurrency: 1,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(600),
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(100),
+        },
+        Some(events),
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(Arc::clone(&w).run(stopped));
+    // Let the worker find the queue empty and go to sleep for its (long) poll interval.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let ids = ingest(&t, tenant, owner, &[CONVNETS], 5).await;
+    loop {
+        if job(&t, tenant, owner, ids[0]).await.status == JobStatus::Succeeded {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the worker slept through the notification"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}

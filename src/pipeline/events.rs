@@ -1,5 +1,5 @@
 //! Job notifications across processes: one LISTEN connection per process on channel `rg_jobs`
-//! (a trigger on `app.jobs` announces every change as `"<tenant> <job>"`), fanned out to the
+//! (a trigger on `app.jobs` announces every change as `"<tenant> <job> <status>"`), fanned out to the
 //! subscriptions and workers of this process.
 //!
 //! Payloads carry ids only: a listener reads the job itself through a tenant session, so what
@@ -28,6 +28,8 @@ pub enum JobEvent {
         tenant: TenantId,
         /// The job.
         job: Uuid,
+        /// It is queued (new, re-run, or back after a failed attempt): workers wake for these.
+        queued: bool,
     },
     /// Notifications may have been missed: re-read.
     Resync,
@@ -93,10 +95,15 @@ impl JobEvents {
 }
 
 fn parse(payload: &str) -> Option<JobEvent> {
-    let (tenant, job) = payload.split_once(' ')?;
+    let mut parts = payload.split(' ');
+    let (tenant, job, status) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
     Some(JobEvent::Changed {
         tenant: TenantId(tenant.parse().ok()?),
         job: job.parse().ok()?,
+        queued: status == "queued",
     })
 }
 
@@ -109,13 +116,23 @@ mod tests {
         let t = Uuid::new_v4();
         let j = Uuid::new_v4();
         assert_eq!(
-            parse(&format!("{t} {j}")),
+            parse(&format!("{t} {j} queued")),
             Some(JobEvent::Changed {
                 tenant: TenantId(t),
-                job: j
+                job: j,
+                queued: true
+            })
+        );
+        assert_eq!(
+            parse(&format!("{t} {j} running")),
+            Some(JobEvent::Changed {
+                tenant: TenantId(t),
+                job: j,
+                queued: false
             })
         );
         assert_eq!(parse("garbage"), None);
-        assert_eq!(parse(&format!("{t} not-a-uuid")), None);
+        assert_eq!(parse(&format!("{t} {j}")), None);
+        assert_eq!(parse(&format!("{t} not-a-uuid queued")), None);
     }
 }

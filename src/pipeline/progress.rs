@@ -84,7 +84,7 @@ impl Subscription {
             loop {
                 if w.last.is_some() {
                     match w.rx.recv().await {
-                        Ok(JobEvent::Changed { tenant, job })
+                        Ok(JobEvent::Changed { tenant, job, .. })
                             if tenant == w.scope.door.tenant() && job == w.job => {}
                         Ok(JobEvent::Resync) | Err(RecvError::Lagged(_)) => {}
                         Ok(_) => continue,

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::events::JobEvents;
+use super::events::{JobEvent, JobEvents};
 use super::jobs::backoff;
 use super::runner::{JobError, Pipeline};
 use crate::db::{ClaimedJob, Database, DbError};
@@ -150,12 +150,7 @@ impl Worker {
                 _ = shutdown.changed() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = poll => {}
-                _ = async {
-                    match wake.as_mut() {
-                        Some(rx) => { let _ = rx.recv().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => {}
+                _ = queued(wake.as_mut()) => {}
             }
         }
         let _ = stop_tx.send(true);
@@ -352,6 +347,24 @@ impl Worker {
         .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "could not release the job; its lease will expire");
+        }
+    }
+}
+
+/// Resolves when a job is announced queued (or announcements may have been missed); never
+/// without a hub.
+async fn queued(wake: Option<&mut tokio::sync::broadcast::Receiver<JobEvent>>) {
+    let Some(rx) = wake else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(JobEvent::Changed { queued: true, .. }) | Ok(JobEvent::Resync) => return,
+            Ok(JobEvent::Changed { .. }) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                return std::future::pending().await
+            }
         }
     }
 }
