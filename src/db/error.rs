@@ -37,6 +37,15 @@ impl DbError {
         }
     }
 
+    /// True when the same work may succeed if tried again: the database or the pool was
+    /// unavailable, a statement was interrupted, or the transaction lost a deadlock or a
+    /// serialization conflict.
+    pub fn is_transient(&self) -> bool {
+        self.is_unavailable()
+            || matches!(self, DbError::Interrupted)
+            || matches!(self.sql_state().map(|c| c.code()), Some("40P01" | "40001"))
+    }
+
     /// True when retrying later can succeed: the database or the pool was unavailable.
     pub fn is_unavailable(&self) -> bool {
         match self {

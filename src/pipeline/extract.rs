@@ -366,15 +366,10 @@ pub struct SectionFailure {
 }
 
 fn call_failure(step: Step, error: CallError) -> SectionFailure {
-    let retryable = match &error {
-        CallError::Llm(e) => e.is_retryable(),
-        CallError::Db(_) => true,
-        _ => false,
-    };
     SectionFailure {
         step,
+        retryable: error.is_retryable(),
         reason: error.to_string(),
-        retryable,
     }
 }
 

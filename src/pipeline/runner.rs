@@ -76,12 +76,9 @@ impl JobError {
 
 impl From<DbError> for JobError {
     fn from(e: DbError) -> JobError {
-        // A deadlock or a serialization failure is as transient as an outage.
-        let transient = e.is_unavailable()
-            || matches!(e.sql_state().map(|c| c.code()), Some("40P01" | "40001"));
         JobError {
             message: e.to_string(),
-            retryable: transient || matches!(e, DbError::Interrupted),
+            retryable: e.is_transient(),
             lease_lost: false,
         }
     }
@@ -735,14 +732,9 @@ async fn reason_with_model(
 
 /// A model-call error as a job error: transient provider or database trouble is retryable.
 fn call_error(e: CallError) -> JobError {
-    let retryable = match &e {
-        CallError::Llm(l) => l.is_retryable(),
-        CallError::Db(d) => d.is_unavailable(),
-        _ => false,
-    };
     JobError {
         message: e.to_string(),
-        retryable,
+        retryable: e.is_retryable(),
         lease_lost: false,
     }
 }

@@ -86,6 +86,18 @@ pub enum CallError {
     Db(#[from] DbError),
 }
 
+impl CallError {
+    /// Whether the same call may succeed later: the provider's transient failures (after its
+    /// own retries) and transient database trouble while admitting the call.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CallError::Llm(e) => e.is_retryable(),
+            CallError::Db(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 /// The metered gateway to the providers.
 pub struct MeteredLlm {
     db: Database,
