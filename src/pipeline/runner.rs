@@ -427,6 +427,11 @@ impl Run<'_> {
             text: paper_text,
         });
         let provenance = Arc::new(provenance);
+        // The context every section's calls share (its agent and key are set per call).
+        let base = CallContext {
+            platform_key: self.platform_key(&provider),
+            ..self.call_context("extract", String::new())
+        };
         let mut first_error: Option<JobError> = None;
         // Sections run concurrently (bounded), each persisted on its own; the first retryable
         // failure stops new sections from starting, and the attempt fails once the running
@@ -435,7 +440,12 @@ impl Run<'_> {
         loop {
             while first_error.is_none() && tasks.len() < self.pipeline.section_concurrency {
                 let Some(p) = queue.next() else { break };
-                tasks.spawn(self.section_work(p, Arc::clone(&text), Arc::clone(&provenance)));
+                tasks.spawn(self.section_work(
+                    p,
+                    Arc::clone(&text),
+                    Arc::clone(&provenance),
+                    base.clone(),
+                ));
             }
             match tasks.join_next().await {
                 None => break,
@@ -465,18 +475,13 @@ impl Run<'_> {
         p: Pending,
         paper: Arc<PaperText>,
         provenance: Arc<Provenance>,
+        base: CallContext,
     ) -> impl Future<Output = Result<(), JobError>> + Send + 'static {
         let run = self.section_run();
         let llm = Arc::clone(&self.pipeline.llm);
         let claim = self.claim;
-        let settings = self.settings.clone();
-        let platform_key = self.platform_key(
-            &self
-                .pipeline
-                .provider_of(&provenance.model)
-                .unwrap_or_default(),
-        );
-        let base = self.call_context("extract", String::new());
+        let gleaning = self.settings.gleaning_enabled;
+        let threshold = self.settings.confidence_threshold;
         async move {
             let offline = provenance.agent == rules::RULES_AGENT;
             let cost = Arc::new(AtomicI64::new(0));
@@ -485,10 +490,7 @@ impl Run<'_> {
             } else {
                 let caller = Caller {
                     llm,
-                    base: CallContext {
-                        platform_key,
-                        ..base
-                    },
+                    base,
                     key_prefix: format!("{}:{}:{}", claim.job, claim.attempt, p.section.id),
                     cost: Arc::clone(&cost),
                 };
@@ -500,7 +502,7 @@ impl Run<'_> {
                         heading: p.heading.as_deref(),
                         text: &p.content,
                     },
-                    settings.gleaning_enabled,
+                    gleaning,
                 )
                 .await
                 .map(|run| run.raw)
@@ -508,12 +510,8 @@ impl Run<'_> {
             let cost = cost.load(Ordering::Relaxed);
             match outcome {
                 Ok(raw) => {
-                    let extraction = validate::validate_in_context(
-                        &raw,
-                        &p.content,
-                        &paper.text,
-                        settings.confidence_threshold,
-                    );
+                    let extraction =
+                        validate::validate_in_context(&raw, &p.content, &paper.text, threshold);
                     run.persist(&p.section, &extraction, &provenance, cost)
                         .await
                 }

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::events::{JobEvent, JobEvents};
 use super::jobs::backoff;
 use super::runner::{JobError, Pipeline};
-use crate::db::{ClaimedJob, Database, DbError};
+use crate::db::{ClaimedJob, Database, DbError, TenantSession};
 use crate::ids::{Role, UserId};
 
 /// Why a job ended when the member it runs for may no longer write to its tenant.
@@ -238,16 +238,30 @@ impl Worker {
         }
     }
 
-    async fn renew(&self, claim: &ClaimedJob, user: UserId) -> Result<bool, DbError> {
+    /// A session as the member the job runs for, or `None` once the job has been ended as
+    /// failed because that member may no longer write to the tenant: their session could not
+    /// record the job's end, so it goes through the definer door (otherwise the job would cycle
+    /// through lease expiry to the dead letter).
+    async fn writer_session(
+        &self,
+        claim: &ClaimedJob,
+        user: UserId,
+    ) -> Result<Option<TenantSession>, DbError> {
         let s = self.db.session(claim.tenant, user).await?;
-        if !s.role().is_some_and(|r| r != Role::Viewer) {
-            // The member lost write access mid-job: end it as failed, and stop.
-            s.rollback().await?;
-            self.db
-                .fail_orphaned_job(claim.job, &self.options.name, ORPHANED)
-                .await?;
-            return Ok(false);
+        if s.role().is_some_and(|r| r != Role::Viewer) {
+            return Ok(Some(s));
         }
+        s.rollback().await?;
+        self.db
+            .fail_orphaned_job(claim.job, &self.options.name, ORPHANED)
+            .await?;
+        Ok(None)
+    }
+
+    async fn renew(&self, claim: &ClaimedJob, user: UserId) -> Result<bool, DbError> {
+        let Some(s) = self.writer_session(claim, user).await? else {
+            return Ok(false);
+        };
         let n = s
             .execute(
                 "UPDATE app.jobs SET lease_expires_at = now() + make_interval(secs => $3)
@@ -266,16 +280,9 @@ impl Worker {
     /// Records the end of an attempt, if the job is still this worker's.
     async fn finish(&self, claim: &ClaimedJob, user: UserId, outcome: Result<(), JobError>) {
         let result = async {
-            let s = self.db.session(claim.tenant, user).await?;
-            if !s.role().is_some_and(|r| r != Role::Viewer) {
-                // The member the job runs for may no longer write: end it through the
-                // definer door, or it would cycle through lease expiry to the dead letter.
-                s.rollback().await?;
-                self.db
-                    .fail_orphaned_job(claim.job, &self.options.name, ORPHANED)
-                    .await?;
+            let Some(s) = self.writer_session(claim, user).await? else {
                 return Ok(());
-            }
+            };
             match outcome {
                 Ok(()) => {
                     s.execute(
