@@ -55,7 +55,11 @@ async fn completions(mock: Data<&Arc<Mock>>, body: Json<Value>) -> Response {
             "choices": [{ "index": 0, "message": { "role": "assistant", "content": "{\"entities\": [" }, "finish_reason": "length" }],
             "usage": usage })).into_response(),
         _ => {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // "small" serves the hard-limit test: every admitted call is still in flight, holding
+            // its reservation, while the other calls are admitted (a call that finished early
+            // would free budget, since its real cost is below its estimate, and let one more in).
+            let latency = if mock.mode == "small" { 3_000 } else { 20 };
+            tokio::time::sleep(Duration::from_millis(latency)).await;
             Json(json!({ "id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
                 "choices": [{ "index": 0, "message": { "role": "assistant", "content": "{\"entities\": []}" }, "finish_reason": "stop" }],
                 "usage": usage })).into_response()
