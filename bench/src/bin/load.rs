@@ -1,0 +1,1 @@
+fn main() -> anyhow::Result<()> { research_graph_bench::load::main() }
