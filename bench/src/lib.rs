@@ -4,4 +4,5 @@
 
 pub mod generate;
 pub mod ids;
+pub mod vocabulary;
 pub mod load;
