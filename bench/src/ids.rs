@@ -47,7 +47,10 @@ mod tests {
     #[test]
     fn matches_the_md5_of_the_text_read_as_a_uuid() {
         // What `SELECT md5('tenant:0')::uuid` answers.
-        assert_eq!(tenant(0).to_string(), "a3410e8b-1b79-0c2c-bf7b-4b7c86a8d750");
+        assert_eq!(
+            tenant(0).to_string(),
+            "a3410e8b-1b79-0c2c-bf7b-4b7c86a8d750"
+        );
         assert_ne!(tenant(0), tenant(1));
         assert_ne!(row("node", 0, 1), row("node", 1, 0));
     }

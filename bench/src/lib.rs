@@ -4,5 +4,6 @@
 
 pub mod generate;
 pub mod ids;
-pub mod vocabulary;
 pub mod load;
+pub mod report;
+pub mod vocabulary;

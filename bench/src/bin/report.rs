@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    research_graph_bench::report::main()
+}
