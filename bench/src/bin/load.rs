@@ -1,1 +1,3 @@
-fn main() -> anyhow::Result<()> { research_graph_bench::load::main() }
+fn main() -> anyhow::Result<()> {
+    research_graph_bench::load::main()
+}
