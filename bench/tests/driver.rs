@@ -318,6 +318,10 @@ async fn no_server_no_run() {
     std::fs::write(dir.join("rg/c.graphql"), "query C($first: Int) { x }").unwrap();
     missing.mix = "c".parse().unwrap();
     assert!(format!("{:#}", run(&missing).await.unwrap_err()).contains("$first"));
+    // A process to sample that does not exist.
+    let mut no_such_pid = args(&url, &dir);
+    no_such_pid.pids = vec![u32::MAX];
+    assert!(format!("{:#}", run(&no_such_pid).await.unwrap_err()).contains("VmRSS"));
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -209,6 +209,7 @@ pub async fn run(args: &Args) -> Result<Report> {
     args.check()?;
     let endpoint = Endpoint::parse(&args.url)?;
     let queries = load_queries(args)?;
+    rss::check_pids(&args.pids)?;
     let tenants = tenant_headers(args)?;
     let started = chrono::Utc::now();
     let (from, to) = last_30_days(started.date_naive());
