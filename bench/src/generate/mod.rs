@@ -211,8 +211,12 @@ pub async fn run(config: &tokio_postgres::Config, options: &Options) -> anyhow::
         window: Window::ending(end_date, options.days),
         zipf: (options.nodes > 0).then(|| Zipf::new(options.nodes, 1.0)),
     });
-    let tenants: Vec<u64> =
+    // In the order of their ids: rows then arrive in primary-key order of tenants, and each
+    // tenant's index entries are inserted together.
+    let mut tenants: Vec<u64> =
         (options.first_tenant..options.first_tenant + options.tenants).collect();
+    tenants.sort_by_key(|&t| ids::tenant(t));
+    let first = options.first_tenant;
 
     let (client, connection) = config
         .connect(NoTls)
@@ -315,8 +319,8 @@ pub async fn run(config: &tokio_postgres::Config, options: &Options) -> anyhow::
                 edges: Rows::memory(),
             };
             let mut degrees = None;
-            for (k, &t) in tenants.iter().enumerate() {
-                let d = rows::edges(&plan, t, rows, &mut insights, k == 0)?;
+            for &t in &tenants {
+                let d = rows::edges(&plan, t, rows, &mut insights, t == first)?;
                 degrees = degrees.or(d);
             }
             Ok((insights, degrees.unwrap_or_default()))
