@@ -27,7 +27,9 @@ SET LOCAL ROLE rg_definer;
 CREATE VIEW app.current_membership WITH (security_barrier = true) AS
     SELECT tu.tenant_id, tu.role
     FROM app.tenant_users tu
-    WHERE tu.tenant_id = app.tenant_id() AND tu.user_id = app.user_id();
+    -- Sub-selects, so the settings are read once and the primary key is probed with them
+    -- (called per row, they would cost more than the probe whenever the planner scans).
+    WHERE tu.tenant_id = (SELECT app.tenant_id()) AND tu.user_id = (SELECT app.user_id());
 
 RESET ROLE;
 

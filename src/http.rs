@@ -32,7 +32,7 @@ use crate::auth::{Authenticator, Caller};
 use crate::crypto::KeyRing;
 use crate::db::{Database, TenantSession};
 use crate::features::Features;
-use crate::graphql::limits::{self, IntrospectionOff};
+use crate::graphql::limits::{self, DocumentCache, IntrospectionOff};
 use crate::graphql::{db_error, error, AppSchema, ErrorCode, Limits};
 use crate::ids::{Role, DEFAULT_TENANT};
 use crate::pipeline::events::JobEvents;
@@ -596,13 +596,23 @@ async fn check(
     media: MediaType,
 ) -> Result<(), Response> {
     let request_errors = |errors| refuse(media, media.request_error_status(), errors);
-    let doc = match async_graphql::parser::parse_query(&request.query) {
-        Ok(doc) => doc,
-        Err(e) => return Err(request_errors(vec![e.into()])),
+    let cache = state.schema.data::<DocumentCache>();
+    let doc = match cache.and_then(|c| c.get(&request.query)) {
+        Some(doc) => doc,
+        None => {
+            let doc = match async_graphql::parser::parse_query(&request.query) {
+                Ok(doc) => doc,
+                Err(e) => return Err(request_errors(vec![e.into()])),
+            };
+            if let Err(e) = limits::check_document(&doc, limits, state.introspection()) {
+                return Err(request_errors(vec![e]));
+            }
+            if let Some(cache) = cache {
+                cache.insert(&request.query, &doc);
+            }
+            doc
+        }
     };
-    if let Err(e) = limits::check_document(&doc, limits, state.introspection()) {
-        return Err(request_errors(vec![e]));
-    }
     let operation = selected_operation(&doc, request.operation_name.as_deref());
     // An operation that cannot be told apart is left to validation to report.
     if operation.is_some_and(|op| op.node.ty == OperationType::Subscription) {

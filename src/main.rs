@@ -7,6 +7,12 @@ use clap::Parser;
 use research_graph::config::{Cli, Command, KeysCommand};
 use research_graph::{app, telemetry};
 
+/// mimalloc rather than the system allocator: a request allocates and frees thousands of small
+/// objects across the runtime's threads, where it spends markedly less time (see
+/// docs/BENCHMARKS.md) and gives memory back to the system sooner.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -258,6 +258,51 @@ impl<'a> Walk<'a> {
     }
 }
 
+/// Documents that parsed and passed [`check_document`], by their text. Applications send the
+/// same few documents over and over with different variables; a repeated document skips
+/// parsing and the shape checks, which both depend on the text alone (the limits and whether
+/// introspection is served are fixed with the schema that holds this cache). Validation, which
+/// depends on the variables, still runs for every request.
+///
+/// Bounded: at most [`DocumentCache::MAX_DOCUMENTS`] documents of at most
+/// [`DocumentCache::MAX_TEXT_BYTES`] each; when full it starts again empty, so a client sending
+/// ever new documents costs a parse each, as without the cache, and never memory.
+#[derive(Default)]
+pub(crate) struct DocumentCache {
+    documents: std::sync::Mutex<HashMap<String, ExecutableDocument>>,
+}
+
+impl DocumentCache {
+    /// How many documents are kept.
+    pub(crate) const MAX_DOCUMENTS: usize = 256;
+    /// Longer documents are not kept.
+    pub(crate) const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+    /// The checked document of `text`, if it was seen.
+    pub(crate) fn get(&self, text: &str) -> Option<ExecutableDocument> {
+        self.lock().get(text).cloned()
+    }
+
+    /// Keeps the checked document of `text`.
+    pub(crate) fn insert(&self, text: &str, document: &ExecutableDocument) {
+        if text.len() > Self::MAX_TEXT_BYTES {
+            return;
+        }
+        let mut documents = self.lock();
+        if documents.len() >= Self::MAX_DOCUMENTS {
+            documents.clear();
+        }
+        documents.insert(text.to_owned(), document.clone());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecutableDocument>> {
+        // A panic while holding the lock leaves a map that is still whole.
+        self.documents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Request data marking a request to be parsed and validated but not executed.
 struct ValidateOnly;
 
@@ -424,5 +469,22 @@ mod tests {
             "The number of directives on the field `a` cannot be greater than `5`"
         ));
         assert!(!is_limit_message("Unknown field \"a\" on type \"Query\"."));
+    }
+
+    #[test]
+    fn the_document_cache_keeps_checked_documents_within_its_bounds() {
+        let cache = DocumentCache::default();
+        let doc = parse_query("{ a }").unwrap();
+        assert!(cache.get("{ a }").is_none());
+        cache.insert("{ a }", &doc);
+        assert!(cache.get("{ a }").is_some());
+        assert!(cache.get("{ b }").is_none());
+        let long = format!("{{ a }}{}", " ".repeat(DocumentCache::MAX_TEXT_BYTES));
+        cache.insert(&long, &doc);
+        assert!(cache.get(&long).is_none(), "too long to keep");
+        for i in 0..DocumentCache::MAX_DOCUMENTS + 1 {
+            cache.insert(&format!("{{ a{i} }}"), &doc);
+        }
+        assert!(cache.lock().len() <= DocumentCache::MAX_DOCUMENTS);
     }
 }

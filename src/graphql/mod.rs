@@ -70,7 +70,8 @@ pub fn build_schema(introspection: bool, limits: &Limits) -> AppSchema {
     .limit_recursive_depth(limits.max_recursive_depth)
     .limit_directives(limits.max_directives)
     .extension(limits::StopAfterValidation)
-    .data(*limits);
+    .data(*limits)
+    .data(limits::DocumentCache::default());
     if !introspection {
         builder = builder
             .disable_introspection()
