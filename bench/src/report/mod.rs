@@ -176,14 +176,19 @@ impl Results {
                     });
                 }
             }
-            let rls: Vec<&Measurement> = self
+            let mut pairs: Vec<&str> = self
                 .all
                 .iter()
-                .filter(|m| m.target == "pgbench" && m.round == round && m.query.ends_with("_rls"))
+                .filter(|m| m.target == "pgbench" && m.round == round)
+                .filter_map(|m| m.query.strip_suffix("_rls"))
                 .collect();
-            for with_rls in rls {
-                let base = with_rls.query.trim_end_matches("_rls");
-                if let Some(owner) = self.find("pgbench", &format!("{base}_owner"), round) {
+            pairs.sort_unstable();
+            pairs.dedup();
+            for base in pairs {
+                if let (Some(with_rls), Some(owner)) = (
+                    self.find("pgbench", &format!("{base}_rls"), round),
+                    self.find("pgbench", &format!("{base}_owner"), round),
+                ) {
                     let overhead = owner.rps / with_rls.rps - 1.0;
                     checks.push(Check {
                         target: format!("RLS overhead ≤ 10% ({base})"),
@@ -251,9 +256,12 @@ impl Results {
         }
         let _ = writeln!(
             out,
-            "| round | query | research-graph req/s | p50 / p95 / p99 ms | PostGraphile req/s | p50 / p95 / p99 ms | pgbench tps (same SQL) |"
+            "| round | query | research-graph req/s | p50 / p95 / p99 ms | peak RSS MiB | PostGraphile req/s | p50 / p95 / p99 ms | peak RSS MiB | pgbench tps (same SQL) |"
         );
-        let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(
+            out,
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
         let lat = |m: &Measurement| match (m.p50, m.p95, m.p99) {
             (Some(a), Some(b), Some(c)) => format!("{a:.2} / {b:.2} / {c:.2}"),
             _ => "–".into(),
@@ -268,14 +276,20 @@ impl Results {
                 }
                 let rps =
                     |m: Option<&Measurement>| m.map_or("–".into(), |m| format!("{:.0}", m.rps));
+                let rss = |m: Option<&Measurement>| {
+                    m.and_then(|m| m.rss_mib)
+                        .map_or("–".into(), |v| format!("{v:.0}"))
+                };
                 let _ = writeln!(
                     out,
-                    "| {round} | {} | {} | {} | {} | {} | {} |",
+                    "| {round} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     q.to_uppercase(),
                     rps(rg),
                     rg.map_or("–".into(), lat),
+                    rss(rg),
                     rps(peer),
                     peer.map_or("–".into(), lat),
+                    rss(peer),
                     rps(pg),
                 );
             }
