@@ -17,26 +17,16 @@ const KNOWN_DEFINER_FUNCTIONS: &[&str] = &[
     "app.fail_orphaned_job",
     "app.join_default_tenant",
     "app.keep_an_owner",
+    "app.member_role",
     "app.my_tenants",
     "app.roll_up_usage",
     "app.set_default_tenant",
     "app.tenant_for_slug",
 ];
 
-/// The views allowed to run with their owner's rights (each explained in its migration).
-const KNOWN_DEFINER_VIEWS: &[&str] = &["app.current_membership"];
-
 async fn strings(client: &Client, sql: &str) -> Vec<String> {
-    strings_with(client, sql, &[]).await
-}
-
-async fn strings_with(
-    client: &Client,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Vec<String> {
     client
-        .query(sql, params)
+        .query(sql, &[])
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .iter()
@@ -113,34 +103,12 @@ async fn audit(client: &Client) -> Vec<String> {
         .await,
     );
     violations.extend(
-        strings_with(
+        strings(
             client,
             "SELECT 'view ' || c.oid::regclass::text || ' is not security_invoker' \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = 'app' AND c.relkind IN ('v', 'm') \
-               AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false) \
-               AND c.oid::regclass::text <> ALL ($1)",
-            &[&KNOWN_DEFINER_VIEWS],
-        )
-        .await,
-    );
-    // The views that run with their owner's rights: owned by rg_definer (never a login or a
-    // superuser), security barriers, and only readable by the application.
-    violations.extend(
-        strings_with(
-            client,
-            "SELECT 'definer view ' || c.oid::regclass::text || ' is owned by ' || r.rolname \
-                    || ', security_barrier ' || coalesce('security_barrier=true' = ANY (c.reloptions), false) \
-             FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner \
-             WHERE c.oid::regclass::text = ANY ($1) \
-               AND (r.rolname <> 'rg_definer' \
-                    OR NOT coalesce('security_barrier=true' = ANY (c.reloptions), false)) \
-             UNION ALL \
-             SELECT 'rg_app may ' || p.privilege_type || ' on definer view ' || v \
-             FROM unnest($1::text[]) v, \
-                  unnest(ARRAY['INSERT','UPDATE','DELETE','TRUNCATE','REFERENCES','TRIGGER']) p(privilege_type) \
-             WHERE has_table_privilege('rg_app', v, p.privilege_type)",
-            &[&KNOWN_DEFINER_VIEWS],
+               AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)",
         )
         .await,
     );

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{seed_tenant, sqlstate, tenant_column, tenant_tables, Seeded, TestDb};
-use research_graph::db::{DbError, PoolSettings, TenantSession};
+use research_graph::db::{DbError, PoolSettings};
 use research_graph::ids::{Role, TenantId, UserId};
 use uuid::Uuid;
 
@@ -327,55 +327,6 @@ async fn non_member_sees_nothing() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&err), "42501");
-}
-
-/// The membership view behind every policy shows the caller's own membership in the current
-/// tenant and nothing else: not another member's, not another tenant's, nothing without a
-/// context, and it cannot be written through.
-#[tokio::test]
-async fn the_membership_view_shows_only_the_callers_own_membership() {
-    let t = TestDb::new().await;
-    let a = seed_tenant(&t, "alpha", "10.1/a", "k").await;
-    let b = seed_tenant(&t, "beta", "10.1/b", "k").await;
-    let viewer = t.add_member(a.tenant, a.owner, Role::Viewer).await;
-    let rows = |s: TenantSession| async move {
-        let rows: Vec<(Uuid, String)> = s
-            .query("SELECT tenant_id, role FROM app.current_membership", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        rows
-    };
-    assert_eq!(
-        rows(t.session(a.tenant, a.owner).await).await,
-        vec![(a.tenant.0, "owner".to_owned())]
-    );
-    assert_eq!(
-        rows(t.session(a.tenant, viewer).await).await,
-        vec![(a.tenant.0, "viewer".to_owned())]
-    );
-    // The owner of beta asking in alpha, and a stranger: nothing.
-    assert!(rows(t.session(a.tenant, b.owner).await).await.is_empty());
-    assert!(rows(t.session(b.tenant, UserId(Uuid::new_v4())).await)
-        .await
-        .is_empty());
-    let app = t.app_client().await;
-    let n: i64 = app
-        .query_one("SELECT count(*) FROM app.current_membership", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 0, "no context, no membership");
-    for write in [
-        "UPDATE app.current_membership SET role = 'owner'",
-        "DELETE FROM app.current_membership",
-    ] {
-        let s = t.session(a.tenant, viewer).await;
-        let err = s.execute(write, &[]).await.unwrap_err();
-        assert_eq!(sqlstate(&err), "42501", "{write}");
-    }
 }
 
 /// Snapshot of every tenant table's rows for one tenant, as the superuser sees them.

@@ -16,7 +16,7 @@ SELECT previous.tenant_id, previous.user_id,
        set_config('app.tenant_id', md5('tenant:' || :t)::uuid::text, true),
        set_config('app.user_id', md5('user:' || :t)::uuid::text, true)
 FROM previous;
-SELECT (SELECT m.role FROM app.current_membership m);
+SELECT app.member_role();
 \endpipeline
 SELECT p.id, p.title, p.authors, p.abstract, p.doi, p.arxiv_id, p.year, p.venue, p.source_kind, p.created_at, p.updated_at, (p.created_at)::text FROM app.papers p WHERE p.tenant_id = md5('tenant:' || :t)::uuid ORDER BY p.created_at DESC, p.id DESC LIMIT :page;
 SELECT count(*) FROM app.papers p WHERE p.tenant_id = md5('tenant:' || :t)::uuid;

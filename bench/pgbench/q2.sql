@@ -20,7 +20,7 @@ SELECT previous.tenant_id, previous.user_id,
        set_config('app.tenant_id', md5('tenant:' || :t)::uuid::text, true),
        set_config('app.user_id', md5('user:' || :t)::uuid::text, true)
 FROM previous;
-SELECT (SELECT m.role FROM app.current_membership m);
+SELECT app.member_role();
 \endpipeline
 -- 1. The node loader: the hub.
 SELECT n.id, n.node_type, n.name, n.key, n.aliases, n.description, n.created_at, n.updated_at FROM app.nodes n WHERE n.id = ANY(ARRAY[md5('node:' || :t || ':' || :n)::uuid]);

@@ -15,7 +15,7 @@ SELECT previous.tenant_id, previous.user_id,
        set_config('app.tenant_id', md5('tenant:' || :t)::uuid::text, true),
        set_config('app.user_id', md5('user:' || :t)::uuid::text, true)
 FROM previous;
-SELECT (SELECT m.role FROM app.current_membership m);
+SELECT app.member_role();
 \endpipeline
 SELECT NULL::date, NULL::text, model, NULL::text, NULL::text, count(*)::bigint, (count(*) FILTER (WHERE outcome <> 'ok'))::bigint, coalesce(sum(input_tokens), 0)::bigint, coalesce(sum(cached_tokens), 0)::bigint, coalesce(sum(output_tokens), 0)::bigint, coalesce(sum(thinking_tokens), 0)::bigint, coalesce(sum(base_cost_micros), 0)::bigint, coalesce(sum(billed_cost_micros), 0)::bigint FROM app.usage_events WHERE tenant_id = md5('tenant:' || :t)::uuid AND occurred_at >= ((now() AT TIME ZONE 'UTC')::date - 29)::timestamp AT TIME ZONE 'UTC' AND occurred_at < ((now() AT TIME ZONE 'UTC')::date + 1)::timestamp AT TIME ZONE 'UTC' GROUP BY model ORDER BY 1, 2, 3, 4, 5;
 COMMIT;

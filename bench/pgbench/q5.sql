@@ -19,7 +19,7 @@ SELECT previous.tenant_id, previous.user_id,
        set_config('app.tenant_id', md5('tenant:' || :t)::uuid::text, true),
        set_config('app.user_id', md5('user:' || :t)::uuid::text, true)
 FROM previous;
-SELECT (SELECT m.role FROM app.current_membership m);
+SELECT app.member_role();
 \endpipeline
 -- 1. The walk. The server's statement is the inner one, verbatim (its relation-type and
 --    review-status filters are NULL); the wrapper folds its rows into one (\gset) with the ids

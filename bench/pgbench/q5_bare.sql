@@ -24,7 +24,7 @@ SELECT previous.tenant_id, previous.user_id,
        set_config('app.tenant_id', md5('tenant:' || :t)::uuid::text, true),
        set_config('app.user_id', md5('user:' || :t)::uuid::text, true)
 FROM previous;
-SELECT (SELECT m.role FROM app.current_membership m);
+SELECT app.member_role();
 \endpipeline
 WITH RECURSIVE walk (id, depth) AS (
     SELECT n.id, 0 FROM app.nodes n WHERE n.id = md5('node:' || :t || ':' || :n)::uuid

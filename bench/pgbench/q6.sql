@@ -20,7 +20,7 @@ SELECT previous.tenant_id, previous.user_id,
        set_config('app.tenant_id', md5('tenant:' || :t)::uuid::text, true),
        set_config('app.user_id', md5('user:' || :t)::uuid::text, true)
 FROM previous;
-SELECT (SELECT m.role FROM app.current_membership m);
+SELECT app.member_role();
 \endpipeline
 -- 1. The search. The server's statement is the inner one, verbatim but for its parameter $1 (the
 --    term), which is bench.search_term(:w) here; the wrapper folds its rows into one (\gset) with

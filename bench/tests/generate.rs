@@ -39,23 +39,6 @@ async fn count(client: &Client, sql: &str) -> i64 {
         .get(0)
 }
 
-/// The generated tables: every table a run writes rows to.
-const GENERATED: &[&str] = &[
-    "tenants",
-    "tenant_users",
-    "tenant_settings",
-    "papers",
-    "paper_sections",
-    "entity_mentions",
-    "nodes",
-    "edges",
-    "inferred_insights",
-    "insight_nodes",
-    "insight_edges",
-    "usage_events",
-    "usage_daily",
-];
-
 #[tokio::test]
 async fn a_small_run_writes_what_was_asked_and_holds_together() {
     let t = TestDb::new().await;
@@ -323,7 +306,7 @@ async fn a_small_run_writes_what_was_asked_and_holds_together() {
 /// A hash of each generated table's content.
 async fn table_hashes(db: &Client) -> Vec<(String, String)> {
     let mut hashes = Vec::new();
-    for table in GENERATED {
+    for table in research_graph_bench::generate::TABLES {
         let hash: String = db
             .query_one(
                 &format!(

@@ -35,8 +35,8 @@ SELECT previous.tenant_id, previous.user_id,
        set_config('app.user_id', $2, true)
 FROM previous";
 
-/// The caller's role in the tenant, as the policies will see it (they read the same view).
-const MEMBER_ROLE: &str = "SELECT (SELECT m.role FROM app.current_membership m)";
+/// The caller's role in the tenant, as the policies will see it.
+const MEMBER_ROLE: &str = "SELECT app.member_role()";
 
 /// How a session's transaction begins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -124,7 +124,7 @@ impl Summary {
 }
 
 /// The tables a run writes; the secondary indexes of these are dropped during the load.
-const TABLES: &[&str] = &[
+pub const TABLES: &[&str] = &[
     "tenants",
     "tenant_users",
     "tenant_settings",
