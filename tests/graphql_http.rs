@@ -942,3 +942,40 @@ async fn authentication_comes_before_reading_the_body() {
     .await
     .refused(413, "LIMIT_EXCEEDED");
 }
+
+/// A document seen before skips parsing and the shape checks, never validation: the same text
+/// answers a wrong variable with the same request error, before and after it was cached, and a
+/// document refused by the shape checks is refused every time.
+#[tokio::test]
+async fn a_repeated_document_is_validated_like_a_new_one() {
+    let (_t, cli) = with_db(true).await;
+    let query = "query($first: Int!) { papers(first: $first) { totalCount } }";
+    let wrong = post_gr(&cli, query, json!({ "first": "ten" })).await;
+    wrong.no_data();
+    let right = post_gr(&cli, query, json!({ "first": 10 })).await;
+    assert_eq!(right.status, 200, "{right:?}");
+    assert_eq!(right.body["data"]["papers"]["totalCount"], 0);
+    let again = post_gr(&cli, query, json!({ "first": "ten" })).await;
+    again.no_data();
+    assert_eq!(
+        (again.status, again.code(), again.message()),
+        (wrong.status, wrong.code(), wrong.message()),
+        "the cached document answers as the new one did"
+    );
+    let missing = post_gr(&cli, query, json!({})).await;
+    missing.refused(wrong.status, "BAD_USER_INPUT");
+
+    let deep = format!(
+        "{{ papers {{ {}totalCount{} }} }}",
+        "nodes { sections { ".repeat(20),
+        " } }".repeat(20)
+    );
+    let first = post_gr(&cli, &deep, json!({})).await;
+    let second = post_gr(&cli, &deep, json!({})).await;
+    assert_eq!(
+        (first.status, first.code()),
+        (second.status, second.code()),
+        "{first:?}"
+    );
+    assert_ne!(first.status, 200);
+}
