@@ -2,6 +2,8 @@
 //! ([`generate`]) and a GraphQL load driver ([`load`]). Both derive every row id from
 //! [`ids`], so the driver and the pgbench scripts address generated rows without a lookup.
 
+#![forbid(unsafe_code)]
+
 pub mod generate;
 pub mod ids;
 pub mod load;
