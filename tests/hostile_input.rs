@@ -2445,65 +2445,45 @@ async fn hostile_graphql_over_websocket() {
     // An idle connection that never initialises is closed (4408), while the cases below run.
     let mut idle = ws_connect(addr, "graphql-transport-ws").await;
 
-    let mut ws = ws_connect(addr, "graphql-transport-ws").await;
-    ws.send(Message::text("not json at all")).await.unwrap();
-    let got = ws_next(&mut ws, wait).await;
-    expect(
-        "a garbage text frame",
-        &got,
-        matches!(got, Got::Closed(4400, _)),
-    );
-
-    let mut ws = ws_connect(addr, "graphql-transport-ws").await;
-    ws.send(Message::binary(vec![0xff, 0x00, 0xfe, 0x01]))
-        .await
-        .unwrap();
-    let got = ws_next(&mut ws, wait).await;
-    expect(
-        "a garbage binary frame",
-        &got,
-        matches!(got, Got::Closed(4400, _)),
-    );
-
-    let mut ws = ws_connect(addr, "graphql-transport-ws").await;
-    ws_send(&mut ws, json!({ "type": "hello", "payload": {} })).await;
-    let got = ws_next(&mut ws, wait).await;
-    expect(
-        "an unknown message type",
-        &got,
-        matches!(got, Got::Closed(4400, _)),
-    );
-
-    let mut ws = ws_connect(addr, "graphql-transport-ws").await;
-    ws_send(&mut ws, subscribe("1", PROGRESS, json!({ "id": w.a.job }))).await;
-    let got = ws_next(&mut ws, wait).await;
-    expect(
-        "a subscribe before connection_init",
-        &got,
-        matches!(got, Got::Closed(4401, _)),
-    );
-
-    let mut ws = ws_connect(addr, "graphql-transport-ws").await;
-    ws_send(&mut ws, json!({ "type": "connection_init", "payload": {} })).await;
-    let got = ws_next(&mut ws, wait).await;
-    expect(
-        "connection_init without a token",
-        &got,
-        matches!(got, Got::Closed(4403, _)),
-    );
-
-    let mut ws = ws_connect(addr, "graphql-transport-ws").await;
-    ws_send(
-        &mut ws,
-        json!({ "type": "connection_init", "payload": "not an object" }),
-    )
-    .await;
-    let got = ws_next(&mut ws, wait).await;
-    expect(
-        "connection_init with a payload that is not an object",
-        &got,
-        matches!(got, Got::Closed(4403, _)),
-    );
+    // One frame on a fresh connection, and the close code it must get.
+    let text = |v: Value| Message::text(v.to_string());
+    for (name, frame, code) in [
+        (
+            "a garbage text frame",
+            Message::text("not json at all"),
+            4400,
+        ),
+        (
+            "a garbage binary frame",
+            Message::binary(vec![0xff, 0x00, 0xfe, 0x01]),
+            4400,
+        ),
+        (
+            "an unknown message type",
+            text(json!({ "type": "hello", "payload": {} })),
+            4400,
+        ),
+        (
+            "a subscribe before connection_init",
+            text(subscribe("1", PROGRESS, json!({ "id": w.a.job }))),
+            4401,
+        ),
+        (
+            "connection_init without a token",
+            text(json!({ "type": "connection_init", "payload": {} })),
+            4403,
+        ),
+        (
+            "connection_init with a payload that is not an object",
+            text(json!({ "type": "connection_init", "payload": "not an object" })),
+            4403,
+        ),
+    ] {
+        let mut ws = ws_connect(addr, "graphql-transport-ws").await;
+        ws.send(frame).await.unwrap();
+        let got = ws_next(&mut ws, wait).await;
+        expect(name, &got, matches!(got, Got::Closed(c, _) if c == code));
+    }
 
     let mut ws = ws_ready(addr, &w).await;
     ws_send(&mut ws, json!({ "type": "connection_init", "payload": {} })).await;
