@@ -269,7 +269,7 @@ impl<'a> Walk<'a> {
 /// ever new documents costs a parse each, as without the cache, and never memory.
 #[derive(Default)]
 pub(crate) struct DocumentCache {
-    documents: std::sync::Mutex<HashMap<String, ExecutableDocument>>,
+    documents: std::sync::Mutex<HashMap<String, Arc<ExecutableDocument>>>,
 }
 
 impl DocumentCache {
@@ -280,7 +280,9 @@ impl DocumentCache {
 
     /// The checked document of `text`, if it was seen.
     pub(crate) fn get(&self, text: &str) -> Option<ExecutableDocument> {
-        self.lock().get(text).cloned()
+        // The lock is held only to take a reference; the copy is made outside it.
+        let document = self.lock().get(text).cloned()?;
+        Some(ExecutableDocument::clone(&document))
     }
 
     /// Keeps the checked document of `text`.
@@ -292,10 +294,10 @@ impl DocumentCache {
         if documents.len() >= Self::MAX_DOCUMENTS {
             documents.clear();
         }
-        documents.insert(text.to_owned(), document.clone());
+        documents.insert(text.to_owned(), Arc::new(document.clone()));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecutableDocument>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ExecutableDocument>>> {
         // A panic while holding the lock leaves a map that is still whole.
         self.documents
             .lock()
